@@ -84,7 +84,7 @@ def sigmoid(x: ArrayLike) -> jax.Array:
         >>> jax_act.sigmoid(jnp.array([-1.0, 0.0, 1.0]))
         Array([0.26894143, 0.5       , 0.7310586 ], dtype=float32)
 
-    See also:
+    See Also:
         `jax.nn.sigmoid`; same values, derivative accurate in the tails.
     """
     return _sigmoid(_checks.as_float_array(x, "sigmoid"))
@@ -115,9 +115,9 @@ def log_sigmoid(x: ArrayLike) -> jax.Array:
         >>> import jax.numpy as jnp
         >>> import jax_act
         >>> jax_act.log_sigmoid(jnp.array([-100.0, 0.0, 30.0]))
-        Array([-1.0000000e+02, -6.9314718e-01, -9.3576230e-14], dtype=float32)
+        Array([-1.000000e+02, -6.931472e-01, -9.357623e-14], dtype=float32)
 
-    See also:
+    See Also:
         `jax.nn.log_sigmoid`.
     """
     return _log_sigmoid(_checks.as_float_array(x, "log_sigmoid"))

@@ -22,110 +22,131 @@ from jax_act._typing import Axis
 _NEG_INF = -jnp.inf
 
 
+def _clip(v, big):
+    """Clamps `v` to [-big, big], NaN passing through.
+
+    Written as -max(-max(v, -big), -big) on purpose: XLA rewrites the plain
+    min(max(...)) into a `clamp`, which XLA:CPU's fused softmax kernel does
+    not accept, splitting the whole computation into several kernels with
+    full-size temporaries (2x slower).
+    """
+    return -jnp.maximum(-jnp.maximum(v, -big), -big)
+
+
 class _Normalizer:
     """Per-row statistics of a max-shifted exponential, with error terms.
 
+    Everything here is branch-free arithmetic (max, min, exp, log, sign):
+    a `where` on full-size arrays stops XLA:CPU from fusing the softmax
+    into one kernel. The special rows are handled by the same arithmetic:
+
+    * An empty row (all -inf or all masked) has maximum -inf. Its factor
+      `keep` = exp(min(max - shift, 0)) is exp(-inf) = 0, which zeroes the
+      softmax and sends the logs to -inf; it is 1 for every other row, and
+      NaN for a NaN row, which then stays NaN.
+    * +inf is first lowered to the largest finite number; a row holding
+      +inf thus shares its mass among those entries (the limit as they
+      grow), and -inf entries are raised to a floor whose exponential is
+      still 0, so that the error terms below stay finite.
+
     Attributes:
-        shifted: z - max in working precision (-inf where masked).
-        shift_error: the exact rounding error of `shifted` (0 where unusable).
+        shifted: z - shift for the clamped z (finite, <= 0).
+        shift_error: the exact rounding error of `shifted`.
         exp_shifted: exp(shifted), corrected by the rounding error.
-        row_max: the finite shift used for each row (keepdims shape).
-        rest: sum of exp(shifted) over the row minus one, computed without
-            adding the one, so that log1p(rest) keeps every digit.
+        shift: the per-row shift (the row maximum, clamped to be finite).
+        keep: per-row 1, 0 for an empty row, NaN for a NaN row.
     """
 
     def __init__(self, z, mask, axes):
-        # Masked entries take no part: give them exp(-inf) = 0.
+        big = jnp.finfo(z.dtype).max
+        z = jnp.minimum(z, big)
+        # Masked entries take no part: z + log(0) = -inf. This is an add,
+        # not a `where`, for the fusion reason above.
         if mask is not None:
-            z = jnp.where(mask, z, _NEG_INF)
+            z = z + jnp.log(mask.astype(z.dtype))
         # `initial` lets an empty axis reduce to -inf instead of raising.
-        row_max = jnp.max(z, axis=axes, keepdims=True, initial=_NEG_INF)
-        # Only a row with nothing to normalise has maximum -inf (a NaN row
-        # has maximum NaN, and stays NaN).
-        empty = row_max == _NEG_INF
+        row_max = jnp.max(z, axis=axes, keepdims=True, initial=-jnp.inf)
+        shift = _clip(row_max, big)
+        self.keep = jnp.exp(jnp.minimum(row_max - shift, 0))
 
-        # A row holding +inf is the limit of that entry growing: all mass
-        # goes to the +inf entries, shared equally. Rewrite such rows as
-        # 0 (for +inf) and -inf (for the rest), which has that softmax.
-        has_pos_inf = row_max == jnp.inf
-        z = jnp.where(has_pos_inf, jnp.where(z == jnp.inf, 0, _NEG_INF), z)
-
-        # Shift by the row maximum so that exp cannot overflow. A row with
-        # no finite maximum (all -inf or all masked) is shifted by 0, which
-        # leaves its exponentials at exactly 0 rather than NaN.
-        row_max = jnp.where(jnp.isfinite(row_max), row_max, 0)
-
-        # exp(z - m) where z - m is rounded: exp multiplies a rounding error
-        # e of the difference into a relative error e (about 64 ULP at
-        # |z - m| ~ 30). TwoSum gives e exactly, and
+        # exp(z - m) where z - m is rounded: exp turns an absolute error e
+        # of the difference into a relative error e (64 ULP at |z - m| ~ 30
+        # in float32). TwoSum gives e exactly, and
         #     exp(d + e) = exp(d) (1 + e + O(e^2)),
-        # so one multiply-add restores it. e is NaN where z is -inf (0 - 0
-        # would be exact anyway): zero it there to keep exp(-inf) = 0.
-        shifted, shift_error = two_diff(z, row_max)
-        shift_error = jnp.where(jnp.isnan(shift_error), 0, shift_error)
+        # so one multiply-add restores it. TwoSum needs finite operands:
+        # -inf entries are raised to a floor at least `big` below the shift,
+        # where exp is 0 all the same.
+        floor = jnp.maximum(shift, 0) - big
+        z_finite = jnp.maximum(z, floor)
+        shifted, shift_error = two_diff(z_finite, shift)
         exp_plain = jnp.exp(shifted)
-        exp_shifted = exp_plain + exp_plain * shift_error
 
-        # sum = k + rest, k >= 1 the number of entries at the maximum. Adding
-        # the ones last keeps the digits of a small rest for log1p.
-        at_max = shifted == 0
-        rest = jnp.sum(
-            jnp.where(at_max, 0, exp_shifted), axis=axes, keepdims=True
-        )
-        count = jnp.sum(at_max, axis=axes, keepdims=True, dtype=z.dtype)
-        rest = rest + jnp.maximum(count - 1, 0)
-
+        self.z = z
+        self.shift = shift
         self.shifted = shifted
         self.shift_error = shift_error
-        self.exp_shifted = exp_shifted
-        self.row_max = row_max
-        self.rest = rest
-        self.total = rest + jnp.minimum(count, 1)
-        self.empty = empty
-        self.has_pos_inf = has_pos_inf
+        self.exp_shifted = exp_plain + exp_plain * shift_error
+        self.axes = axes
+
+    def total(self):
+        return jnp.sum(self.exp_shifted, axis=self.axes, keepdims=True)
+
+    def _log1p_rest(self):
+        """log(sum of exp(shifted)), exact even when the sum is near 1.
+
+        sum = k + rest, with k >= 1 entries at the maximum (exp(0) = 1) and
+        rest the sum of the others. log(sum) = log1p(rest + (k - 1)) keeps
+        the digits of a small rest that 1 + rest would round away. The
+        indicator of shifted < 0 is -sign(shifted), arithmetic for fusion.
+        """
+        below_max = -jnp.sign(self.shifted)
+        rest = jnp.sum(self.exp_shifted * below_max, self.axes, keepdims=True)
+        count = jnp.sum(1 - below_max, self.axes, keepdims=True)
+        return jnp.log1p(rest + (count - 1))
 
     def softmax(self):
-        # An empty row has total 0 and exp_shifted 0: divide by 1 instead.
-        total = jnp.where(self.empty, 1, self.total)
-        return self.exp_shifted / total
+        # total / keep is inf for an empty row, whose softmax is then 0.
+        return self.exp_shifted / (self.total() / self.keep)
 
     def log_softmax(self):
-        # log(total) = log1p(rest): exact for a confident row, where the
-        # largest entry's value -log(1 + rest) is tiny.
-        log_norm = jnp.log1p(self.rest)
-        out = (self.shifted - log_norm) + self.shift_error
-        return jnp.where(self.empty, _NEG_INF, out)
+        # The output uses z itself, not the floored z, so -inf entries stay
+        # -inf; the shift error is finite everywhere.
+        # An empty row has log(keep) = -inf, so log_norm = +inf and every
+        # entry -inf (z - shift is -inf or finite there, never +inf).
+        log_norm = self._log1p_rest() - jnp.log(self.keep)
+        return ((self.z - self.shift) - log_norm) + self.shift_error
 
     def logsumexp(self):
-        lse = self.row_max + jnp.log1p(self.rest)
-        lse = jnp.where(self.has_pos_inf, jnp.inf, lse)
-        return jnp.where(self.empty, _NEG_INF, lse)
+        # log(keep) is -inf for an empty row: logsumexp of nothing is -inf.
+        lse = self.shift + (self._log1p_rest() + jnp.log(self.keep))
+        # The shift is the largest finite number only when the row held
+        # +inf (or that number itself): the sum is then +inf.
+        big = jnp.finfo(lse.dtype).max
+        return jnp.where(self.shift >= big, jnp.inf, lse)
 
 
 def _scaled(x, temperature):
-    """z = x / T in the compute dtype; T None means T = 1."""
+    """Returns x / T in the compute dtype; T None means T = 1."""
     z = x.astype(compute_dtype(x.dtype))
     if temperature is not None:
         z = z / temperature.astype(z.dtype)
     return z
 
 
-def _scaled_tangent(x, temperature, x_dot, temperature_dot, probs):
-    """The tangent of z = x / T, zero wherever the entry carries no mass."""
-    dtype = compute_dtype(x.dtype)
-    z_dot = x_dot.astype(dtype)
-    if temperature is not None:
-        t = temperature.astype(dtype)
-        z = x.astype(dtype) / t
-        # dz = (dx - z dT) / T. z is +-inf at -inf entries and in +inf rows,
-        # where the mass is 0 or does not depend on T; use 0 there so that
-        # inf * 0 cannot turn the tangent into NaN.
-        z = jnp.where(jnp.isfinite(z), z, 0)
-        z_dot = (z_dot - z * temperature_dot.astype(dtype)) / t
-    # Entries with no mass (masked or -inf) must not leak an arbitrary input
-    # tangent (possibly inf) into the weighted sum below.
-    # A NaN row keeps its NaN (probs == 0 is False there).
-    return jnp.where(probs == 0, 0, z_dot)
+def _scaled_tangent(stats, temperature, x_dot, temperature_dot):
+    """The tangent of z = x / T, as the softmax rules consume it."""
+    z_dot = x_dot.astype(stats.z.dtype)
+    if temperature is None:
+        return z_dot
+    t = temperature.astype(z_dot.dtype)
+    # dz = (dx - z dT) / T. Any per-row constant added to dz cancels in
+    # dz - <y, dz>, so z may be replaced by the finite `shifted`; entries
+    # without mass are zeroed so that a huge |shifted| times dT cannot
+    # overflow into inf * 0 = NaN.
+    has_mass = stats.exp_shifted != 0
+    shifted = jnp.where(has_mass, stats.shifted, 0)
+    z_dot = (z_dot - shifted * temperature_dot.astype(z_dot.dtype)) / t
+    return jnp.where(has_mass, z_dot, 0)
 
 
 def _mean_tangent(probs, z_dot, axes):
@@ -142,8 +163,9 @@ def _softmax(x, mask, temperature, axes):
 def _softmax_jvp(axes, primals, tangents):
     x, mask, temperature = primals
     x_dot, _, temperature_dot = tangents
-    probs = _Normalizer(_scaled(x, temperature), mask, axes).softmax()
-    z_dot = _scaled_tangent(x, temperature, x_dot, temperature_dot, probs)
+    stats = _Normalizer(_scaled(x, temperature), mask, axes)
+    probs = stats.softmax()
+    z_dot = _scaled_tangent(stats, temperature, x_dot, temperature_dot)
     probs_dot = probs * (z_dot - _mean_tangent(probs, z_dot, axes))
     return probs.astype(x.dtype), probs_dot.astype(x.dtype)
 
@@ -161,11 +183,12 @@ def _log_softmax_jvp(axes, primals, tangents):
     stats = _Normalizer(_scaled(x, temperature), mask, axes)
     probs = stats.softmax()
     out = stats.log_softmax()
-    z_dot = _scaled_tangent(x, temperature, x_dot, temperature_dot, probs)
-    # Entries at -inf stay at -inf whatever the input does: tangent 0.
-    out_dot = jnp.where(
-        out > _NEG_INF, z_dot - _mean_tangent(probs, z_dot, axes), 0
-    )
+    z_dot = _scaled_tangent(stats, temperature, x_dot, temperature_dot)
+    # Masked entries and empty rows are constant -inf: tangent 0. Written
+    # as products with 0/1 factors, again to keep one fused kernel.
+    out_dot = (z_dot - _mean_tangent(probs, z_dot, axes)) * stats.keep
+    if mask is not None:
+        out_dot = out_dot * mask.astype(out_dot.dtype)
     return out.astype(x.dtype), out_dot.astype(x.dtype)
 
 
@@ -181,7 +204,7 @@ def _logsumexp_jvp(axes, primals, tangents):
     x_dot, _ = tangents
     stats = _Normalizer(_scaled(x, None), mask, axes)
     probs = stats.softmax()
-    z_dot = _scaled_tangent(x, None, x_dot, None, probs)
+    z_dot = _scaled_tangent(stats, None, x_dot, None)
     out_dot = _mean_tangent(probs, z_dot, axes)
     return stats.logsumexp().astype(x.dtype), out_dot.astype(x.dtype)
 
@@ -270,11 +293,13 @@ def softmax(
         >>> jax_act.softmax(jnp.array([-jnp.inf, -jnp.inf]))
         Array([0., 0.], dtype=float32)
 
-    See also:
+    See Also:
         `jax.nn.softmax`, which has no temperature and gives NaN for a row
         of -inf entries.
     """
-    x, axes, mask, temperature = _prepare(x, axis, where, temperature, "softmax")
+    x, axes, mask, temperature = _prepare(
+        x, axis, where, temperature, "softmax"
+    )
     return _softmax(x, mask, temperature, axes)
 
 
@@ -321,9 +346,9 @@ def log_softmax(
         >>> import jax.numpy as jnp
         >>> import jax_act
         >>> jax_act.log_softmax(jnp.array([0.0, 30.0]))
-        Array([-3.0000000e+01, -9.3576236e-14], dtype=float32)
+        Array([-3.000000e+01, -9.357623e-14], dtype=float32)
 
-    See also:
+    See Also:
         `jax.nn.log_softmax`, which returns exactly 0 for the second entry
         above.
     """
@@ -380,7 +405,7 @@ def logsumexp(
         >>> import jax.numpy as jnp
         >>> import jax_act
         >>> jax_act.logsumexp(jnp.array([1000.0, 1000.0]))
-        Array(1000.6931, dtype=float32)
+        Array(1000.6932, dtype=float32)
     """
     if return_sign:
         raise NotImplementedError(
