@@ -139,3 +139,28 @@ def check_positive(value: ArrayLike, what: str, name: str) -> None:
         raise ValueError(
             f"jax_act.{name}: `{what}` must be positive; got {value!r}."
         )
+
+
+def check_axis_name(axis_name, name: str) -> None:
+    """Raises unless every mesh axis in `axis_name` is bound here.
+
+    A mesh axis is bound inside `shard_map` (or `pmap`/`vmap` with an
+    `axis_name`). Outside one, the collectives would fail with JAX's own
+    NameError; this says which argument was wrong and how to fix it.
+
+    Raises:
+        ValueError: if an axis name is not bound by an enclosing mapping.
+    """
+    if axis_name is None:
+        return
+    names = axis_name if isinstance(axis_name, tuple) else (axis_name,)
+    for axis in names:
+        try:
+            jax.lax.axis_size(axis)
+        except NameError as err:
+            raise ValueError(
+                f"jax_act.{name}: axis_name {axis!r} is not bound here. Call "
+                "it inside `jax.shard_map` (or a mapping) over a mesh with "
+                "that axis, with the class axis split across it; or pass "
+                "axis_name=None for an unsharded class axis."
+            ) from err

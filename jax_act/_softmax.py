@@ -17,7 +17,7 @@ from jax.typing import ArrayLike
 
 from jax_act import _checks
 from jax_act._numerics import compute_dtype, two_diff
-from jax_act._typing import Axis
+from jax_act._typing import Axis, AxisName
 
 _NEG_INF = -jnp.inf
 
@@ -57,7 +57,7 @@ class _Normalizer:
         keep: per-row 1, 0 for an empty row, NaN for a NaN row.
     """
 
-    def __init__(self, z, mask, axes):
+    def __init__(self, z, mask, axes, axis_name=None):
         big = jnp.finfo(z.dtype).max
         z = jnp.minimum(z, big)
         # Masked entries take no part: z + log(0) = -inf. This is an add,
@@ -66,6 +66,8 @@ class _Normalizer:
             z = z + jnp.log(mask.astype(z.dtype))
         # `initial` lets an empty axis reduce to -inf instead of raising.
         row_max = jnp.max(z, axis=axes, keepdims=True, initial=-jnp.inf)
+        if axis_name is not None:
+            row_max = jax.lax.pmax(row_max, axis_name)
         shift = _clip(row_max, big)
         self.keep = jnp.exp(jnp.minimum(row_max - shift, 0))
 
@@ -87,9 +89,14 @@ class _Normalizer:
         self.shift_error = shift_error
         self.exp_shifted = exp_plain + exp_plain * shift_error
         self.axes = axes
+        self.axis_name = axis_name
+
+    def row_sum(self, v):
+        """Sums over the softmax axes, across devices when sharded."""
+        return _row_sum(v, self.axes, self.axis_name)
 
     def total(self):
-        return jnp.sum(self.exp_shifted, axis=self.axes, keepdims=True)
+        return self.row_sum(self.exp_shifted)
 
     def _log1p_rest(self):
         """log(sum of exp(shifted)), exact even when the sum is near 1.
@@ -100,8 +107,8 @@ class _Normalizer:
         indicator of shifted < 0 is -sign(shifted), arithmetic for fusion.
         """
         below_max = -jnp.sign(self.shifted)
-        rest = jnp.sum(self.exp_shifted * below_max, self.axes, keepdims=True)
-        count = jnp.sum(1 - below_max, self.axes, keepdims=True)
+        rest = self.row_sum(self.exp_shifted * below_max)
+        count = self.row_sum(1 - below_max)
         return jnp.log1p(rest + (count - 1))
 
     def softmax(self):
@@ -149,68 +156,77 @@ def _scaled_tangent(stats, temperature, x_dot, temperature_dot):
     return jnp.where(has_mass, z_dot, 0)
 
 
-def _mean_tangent(probs, z_dot, axes):
-    return jnp.sum(probs * z_dot, axis=axes, keepdims=True)
+def _row_sum(v, axes, axis_name):
+    total = jnp.sum(v, axis=axes, keepdims=True)
+    if axis_name is not None:
+        # Only per-row sums cross devices: O(rows) numbers, never the logits.
+        total = jax.lax.psum(total, axis_name)
+    return total
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _softmax(x, mask, temperature, axes):
-    stats = _Normalizer(_scaled(x, temperature), mask, axes)
+def _mean_tangent(stats, probs, z_dot):
+    return stats.row_sum(probs * z_dot)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _softmax(x, mask, temperature, axes, axis_name):
+    stats = _Normalizer(_scaled(x, temperature), mask, axes, axis_name)
     return stats.softmax().astype(x.dtype)
 
 
 @_softmax.defjvp
-def _softmax_jvp(axes, primals, tangents):
+def _softmax_jvp(axes, axis_name, primals, tangents):
     x, mask, temperature = primals
     x_dot, _, temperature_dot = tangents
-    stats = _Normalizer(_scaled(x, temperature), mask, axes)
+    stats = _Normalizer(_scaled(x, temperature), mask, axes, axis_name)
     probs = stats.softmax()
     z_dot = _scaled_tangent(stats, temperature, x_dot, temperature_dot)
-    probs_dot = probs * (z_dot - _mean_tangent(probs, z_dot, axes))
+    probs_dot = probs * (z_dot - _mean_tangent(stats, probs, z_dot))
     return probs.astype(x.dtype), probs_dot.astype(x.dtype)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
-def _log_softmax(x, mask, temperature, axes):
-    stats = _Normalizer(_scaled(x, temperature), mask, axes)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _log_softmax(x, mask, temperature, axes, axis_name):
+    stats = _Normalizer(_scaled(x, temperature), mask, axes, axis_name)
     return stats.log_softmax().astype(x.dtype)
 
 
 @_log_softmax.defjvp
-def _log_softmax_jvp(axes, primals, tangents):
+def _log_softmax_jvp(axes, axis_name, primals, tangents):
     x, mask, temperature = primals
     x_dot, _, temperature_dot = tangents
-    stats = _Normalizer(_scaled(x, temperature), mask, axes)
+    stats = _Normalizer(_scaled(x, temperature), mask, axes, axis_name)
     probs = stats.softmax()
     out = stats.log_softmax()
     z_dot = _scaled_tangent(stats, temperature, x_dot, temperature_dot)
     # Masked entries and empty rows are constant -inf: tangent 0. Written
     # as products with 0/1 factors, again to keep one fused kernel.
-    out_dot = (z_dot - _mean_tangent(probs, z_dot, axes)) * stats.keep
+    out_dot = (z_dot - _mean_tangent(stats, probs, z_dot)) * stats.keep
     if mask is not None:
         out_dot = out_dot * mask.astype(out_dot.dtype)
     return out.astype(x.dtype), out_dot.astype(x.dtype)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _logsumexp(x, mask, axes):
-    stats = _Normalizer(_scaled(x, None), mask, axes)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _logsumexp(x, mask, axes, axis_name):
+    stats = _Normalizer(_scaled(x, None), mask, axes, axis_name)
     return stats.logsumexp().astype(x.dtype)
 
 
 @_logsumexp.defjvp
-def _logsumexp_jvp(axes, primals, tangents):
+def _logsumexp_jvp(axes, axis_name, primals, tangents):
     x, mask = primals
     x_dot, _ = tangents
-    stats = _Normalizer(_scaled(x, None), mask, axes)
+    stats = _Normalizer(_scaled(x, None), mask, axes, axis_name)
     probs = stats.softmax()
     z_dot = _scaled_tangent(stats, None, x_dot, None)
-    out_dot = _mean_tangent(probs, z_dot, axes)
+    out_dot = _mean_tangent(stats, probs, z_dot)
     return stats.logsumexp().astype(x.dtype), out_dot.astype(x.dtype)
 
 
-def _prepare(x, axis, where, temperature, name):
+def _prepare(x, axis, where, temperature, name, axis_name=None):
     """Validates the common arguments at trace time."""
+    _checks.check_axis_name(axis_name, name)
     x = _checks.as_float_array(x, name)
     axes = _checks.canonical_axes(axis, x.ndim, name)
     mask = _checks.broadcast_mask(where, x.shape, name)
@@ -244,6 +260,7 @@ def softmax(
     where: ArrayLike | None = None,
     *,
     temperature: ArrayLike = 1.0,
+    axis_name: AxisName = None,
 ) -> jax.Array:
     r"""Softmax: exponentials normalised to sum to one along `axis`.
 
@@ -276,6 +293,9 @@ def softmax(
         where: boolean mask broadcastable to `x`; False leaves an entry out.
         temperature: positive scalar or array broadcastable against the
             input shape with `axis` set to 1. Default 1.
+        axis_name: mesh axis name (or tuple of names) across which the
+            `axis` entries are split, inside `jax.shard_map`. Only per-row
+            maxima and sums cross devices. None (default): not sharded.
 
     Returns:
         Array of `x`'s shape and floating dtype.
@@ -283,7 +303,8 @@ def softmax(
     Raises:
         TypeError: for complex or non-numeric `x`, or a non-boolean `where`.
         ValueError: for an axis out of range, a mask or temperature that
-            does not broadcast, or a concrete temperature <= 0.
+            does not broadcast, a concrete temperature <= 0, or an axis_name
+            not bound by an enclosing `shard_map`.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -298,9 +319,9 @@ def softmax(
         of -inf entries.
     """
     x, axes, mask, temperature = _prepare(
-        x, axis, where, temperature, "softmax"
+        x, axis, where, temperature, "softmax", axis_name
     )
-    return _softmax(x, mask, temperature, axes)
+    return _softmax(x, mask, temperature, axes, axis_name)
 
 
 def log_softmax(
@@ -309,6 +330,7 @@ def log_softmax(
     where: ArrayLike | None = None,
     *,
     temperature: ArrayLike = 1.0,
+    axis_name: AxisName = None,
 ) -> jax.Array:
     r"""Log-softmax: the logarithm of :func:`softmax`, computed directly.
 
@@ -334,13 +356,16 @@ def log_softmax(
         where: boolean mask broadcastable to `x`.
         temperature: positive scalar or array broadcastable against the
             input shape with `axis` set to 1. Default 1.
+        axis_name: mesh axis name (or tuple of names) across which the
+            `axis` entries are split, inside `jax.shard_map`. Only per-row
+            maxima and sums cross devices. None (default): not sharded.
 
     Returns:
         Array of `x`'s shape and floating dtype.
 
     Raises:
         TypeError: for complex or non-numeric `x`, or a non-boolean `where`.
-        ValueError: for a bad axis, mask or temperature.
+        ValueError: for a bad axis, mask, temperature or axis_name.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -353,9 +378,9 @@ def log_softmax(
         above.
     """
     x, axes, mask, temperature = _prepare(
-        x, axis, where, temperature, "log_softmax"
+        x, axis, where, temperature, "log_softmax", axis_name
     )
-    return _log_softmax(x, mask, temperature, axes)
+    return _log_softmax(x, mask, temperature, axes, axis_name)
 
 
 def logsumexp(
@@ -365,6 +390,8 @@ def logsumexp(
     keepdims: bool = False,
     return_sign: bool = False,
     where: ArrayLike | None = None,
+    *,
+    axis_name: AxisName = None,
 ) -> jax.Array:
     r"""Log of the sum of exponentials, log sum_i b_i exp(a_i), stably.
 
@@ -392,13 +419,16 @@ def logsumexp(
         return_sign: not supported (jax_act has no signed sums); must be
             False.
         where: boolean mask broadcastable to `a`.
+        axis_name: mesh axis name (or tuple of names) across which the
+            `axis` entries are split, inside `jax.shard_map`. Only per-row
+            maxima and sums cross devices. None (default): not sharded.
 
     Returns:
         The reduced array, in `a`'s floating dtype.
 
     Raises:
         TypeError: for complex or non-numeric input.
-        ValueError: for a bad axis or mask.
+        ValueError: for a bad axis, mask or axis_name.
         NotImplementedError: for `return_sign=True`.
 
     Examples:
@@ -412,9 +442,9 @@ def logsumexp(
             "jax_act.logsumexp: return_sign=True is not supported; use "
             "jax.nn.logsumexp for signed sums."
         )
-    a, axes, mask, _ = _prepare(a, axis, where, 1.0, "logsumexp")
+    a, axes, mask, _ = _prepare(a, axis, where, 1.0, "logsumexp", axis_name)
     if b is not None:
         b = _checks.as_float_array(b, "logsumexp", "b")
         a = a + jnp.log(b.astype(a.dtype))
-    out = _logsumexp(a, mask, axes)
+    out = _logsumexp(a, mask, axes, axis_name)
     return out if keepdims else jnp.squeeze(out, axis=axes)
