@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeats": repeats,
         "families": args.family,
         "cases": args.case,
-        "argv": list(sys.argv if argv is None else argv),
+        "argv": list(sys.argv[1:] if argv is None else argv),
     }
     print(
         f"jax {meta['versions']['jax']} on {meta['backend']} "

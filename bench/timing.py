@@ -164,8 +164,13 @@ def copy_roofline_thunk(nbytes: int) -> tuple[Callable[[], Any], str]:
 
 
 def tree_nbytes(tree: Any) -> int:
-    """Total bytes of the arrays in a pytree."""
-    return int(sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(tree)))
+    """Total bytes of the arrays (or shape-dtype structs) in a pytree."""
+    return int(
+        sum(
+            math.prod(leaf.shape) * np.dtype(leaf.dtype).itemsize
+            for leaf in jax.tree.leaves(tree)
+        )
+    )
 
 
 def _as_f64(x: Any) -> np.ndarray:

@@ -63,6 +63,15 @@ def test_quick_speed(tmp_path, capsys):
     records = doc["records"]
     assert SOFTMAX_FAMILY <= {r["case"] for r in records}
     assert {"fwd", "fwd+bwd"} <= {r["mode"] for r in records}
+    # Least traffic of softmax on float32 (8, 128): x in and y out forward;
+    # x, the cotangent and the gradient for forward plus backward.
+    traffic = {
+        r["mode"]: r["traffic_bytes"]
+        for r in records
+        if r["case"] == "softmax" and r["dtype"] == "float32"
+    }
+    assert traffic == {"fwd": 2 * 8 * 128 * 4, "fwd+bwd": 3 * 8 * 128 * 4}
+
     for r in records:
         label = f"{r['case']} {r['shape']} {r['dtype']} {r['mode']}"
         assert "error" not in r, label + "\n" + r["error"]
