@@ -34,11 +34,15 @@ def _clip(v, big):
 
 
 class _Normalizer:
-    """Per-row statistics of a max-shifted exponential, with error terms.
+    """Per-row statistics of a max-shifted exponential.
 
-    Everything here is branch-free arithmetic (max, min, exp, log, sign):
-    a `where` on full-size arrays stops XLA:CPU from fusing the softmax
-    into one kernel. The special rows are handled by the same arithmetic:
+    Everything on the unmasked path is branch-free arithmetic (max, min,
+    exp, log, sign): a `where` on full-size arrays stops XLA:CPU from
+    fusing the softmax into one kernel. That kernel also costs about one
+    pass per elementwise operation, so each method computes only what it
+    needs.
+
+    The special rows are handled by the same arithmetic:
 
     * An empty row (all -inf or all masked) has maximum -inf. Its factor
       `keep` = exp(min(max - shift, 0)) is exp(-inf) = 0, which zeroes the
@@ -46,13 +50,11 @@ class _Normalizer:
       NaN for a NaN row, which then stays NaN.
     * +inf is first lowered to the largest finite number; a row holding
       +inf thus shares its mass among those entries (the limit as they
-      grow), and -inf entries are raised to a floor whose exponential is
-      still 0, so that the error terms below stay finite.
+      grow).
 
     Attributes:
-        shifted: z - shift for the clamped z (finite, <= 0).
-        shift_error: the exact rounding error of `shifted`.
-        exp_shifted: exp(shifted), corrected by the rounding error.
+        z: the input, +inf lowered to the largest finite number and masked
+            entries set to -inf.
         shift: the per-row shift (the row maximum, clamped to be finite).
         keep: per-row 1, 0 for an empty row, NaN for a NaN row.
     """
@@ -60,34 +62,24 @@ class _Normalizer:
     def __init__(self, z, mask, axes, axis_name=None):
         big = jnp.finfo(z.dtype).max
         z = jnp.minimum(z, big)
-        # Masked entries take no part: z + log(0) = -inf. This is an add,
-        # not a `where`, for the fusion reason above.
+        # Masked entries take no part: exp(-inf) = 0. A select, so that a
+        # NaN or inf under the mask cannot leak into the row; it costs the
+        # masked path a second kernel.
         if mask is not None:
-            z = z + jnp.log(mask.astype(z.dtype))
+            z = jnp.where(mask, z, -jnp.inf)
         # `initial` lets an empty axis reduce to -inf instead of raising.
         row_max = jnp.max(z, axis=axes, keepdims=True, initial=-jnp.inf)
         if axis_name is not None:
             row_max = jax.lax.pmax(row_max, axis_name)
-        shift = _clip(row_max, big)
-        self.keep = jnp.exp(jnp.minimum(row_max - shift, 0))
-
-        # exp(z - m) where z - m is rounded: exp turns an absolute error e
-        # of the difference into a relative error e (64 ULP at |z - m| ~ 30
-        # in float32). TwoSum gives e exactly, and
-        #     exp(d + e) = exp(d) (1 + e + O(e^2)),
-        # so one multiply-add restores it. TwoSum needs finite operands:
-        # -inf entries are raised to a floor at least `big` below the shift,
-        # where exp is 0 all the same.
-        floor = jnp.maximum(shift, 0) - big
-        z_finite = jnp.maximum(z, floor)
-        shifted, shift_error = two_diff(z_finite, shift)
-        exp_plain = jnp.exp(shifted)
-
         self.z = z
-        self.shift = shift
-        self.shifted = shifted
-        self.shift_error = shift_error
-        self.exp_shifted = exp_plain + exp_plain * shift_error
+        self.shift = _clip(row_max, big)
+        # `keep` is piecewise constant, so it has no derivative; stopping it
+        # keeps second-order autodiff through the rules below (which do
+        # differentiate through the max, consistently with the shift) from
+        # meeting log(keep)'s 0 / 0 in an empty row.
+        self.keep = jax.lax.stop_gradient(
+            jnp.exp(jnp.minimum(row_max - self.shift, 0))
+        )
         self.axes = axes
         self.axis_name = axis_name
 
@@ -95,33 +87,57 @@ class _Normalizer:
         """Sums over the softmax axes, across devices when sharded."""
         return _row_sum(v, self.axes, self.axis_name)
 
-    def total(self):
-        return self.row_sum(self.exp_shifted)
+    def shifted(self):
+        return self.z - self.shift
+
+    def compensated_exp(self):
+        """exp(z - shift) with the rounding of the difference undone.
+
+        exp turns an absolute error e of z - shift into a relative error e:
+        64 ULP at |z - shift| ~ 30 in float32. TwoSum gives e exactly, and
+            exp(d + e) = exp(d) (1 + e + O(e^2)).
+        The product is written exp(d) * (1 + e), not exp(d) + exp(d) e, so
+        that the fused kernel evaluates exp once. TwoSum needs finite
+        operands: -inf entries are raised to a floor at least `big` below
+        the shift, where exp is 0 all the same.
+        """
+        big = jnp.finfo(self.z.dtype).max
+        floor = jnp.maximum(self.shift, 0) - big
+        shifted, shift_error = two_diff(jnp.maximum(self.z, floor), self.shift)
+        return jnp.exp(shifted) * (1 + shift_error)
 
     def _log1p_rest(self):
-        """log(sum of exp(shifted)), exact even when the sum is near 1.
+        """log(sum of exp(z - shift)), exact even when the sum is near 1.
 
         sum = k + rest, with k >= 1 entries at the maximum (exp(0) = 1) and
         rest the sum of the others. log(sum) = log1p(rest + (k - 1)) keeps
         the digits of a small rest that 1 + rest would round away. The
-        indicator of shifted < 0 is -sign(shifted), arithmetic for fusion.
+        indicator of an entry below the maximum is -sign(z - shift),
+        arithmetic for fusion. No TwoSum here: an error of half an ULP in a
+        term of `rest` moves the log by less than that.
         """
-        below_max = -jnp.sign(self.shifted)
-        rest = self.row_sum(self.exp_shifted * below_max)
+        shifted = self.shifted()
+        below_max = -jnp.sign(shifted)
+        rest = self.row_sum(jnp.exp(shifted) * below_max)
         count = self.row_sum(1 - below_max)
-        return jnp.log1p(rest + (count - 1))
+        # An empty row has count 0 (all entries -inf): log1p(0) = 0 there,
+        # and `keep` alone sends the results to -inf.
+        return jnp.log1p(rest + jnp.maximum(count - 1, 0))
 
     def softmax(self):
-        # total / keep is inf for an empty row, whose softmax is then 0.
-        return self.exp_shifted / (self.total() / self.keep)
+        exp_shifted = self.compensated_exp()
+        # keep is 0 for an empty row, whose softmax is then 0. Multiplying
+        # after the division is exact (keep is 0, 1 or NaN) and keeps the
+        # derivative finite there, where total / keep would give 0 / 0.
+        return exp_shifted / self.row_sum(exp_shifted) * self.keep
 
     def log_softmax(self):
-        # The output uses z itself, not the floored z, so -inf entries stay
-        # -inf; the shift error is finite everywhere.
-        # An empty row has log(keep) = -inf, so log_norm = +inf and every
-        # entry -inf (z - shift is -inf or finite there, never +inf).
+        # z - shift is rounded once, then log_norm subtracted: both terms
+        # are <= 0, so nothing cancels and the result is within about one
+        # ULP. An empty row has log(keep) = -inf, so log_norm = +inf and
+        # every entry -inf.
         log_norm = self._log1p_rest() - jnp.log(self.keep)
-        return ((self.z - self.shift) - log_norm) + self.shift_error
+        return self.shifted() - log_norm
 
     def logsumexp(self):
         # log(keep) is -inf for an empty row: logsumexp of nothing is -inf.
@@ -147,11 +163,11 @@ def _scaled_tangent(stats, temperature, x_dot, temperature_dot):
         return z_dot
     t = temperature.astype(z_dot.dtype)
     # dz = (dx - z dT) / T. Any per-row constant added to dz cancels in
-    # dz - <y, dz>, so z may be replaced by the finite `shifted`; entries
-    # without mass are zeroed so that a huge |shifted| times dT cannot
-    # overflow into inf * 0 = NaN.
-    has_mass = stats.exp_shifted != 0
-    shifted = jnp.where(has_mass, stats.shifted, 0)
+    # dz - <y, dz>, so z may be replaced by z - shift; entries without mass
+    # (z = -inf) are zeroed so that inf * dT cannot become inf * 0 = NaN.
+    shifted = stats.shifted()
+    has_mass = shifted > -jnp.inf
+    shifted = jnp.where(has_mass, shifted, 0)
     z_dot = (z_dot - shifted * temperature_dot.astype(z_dot.dtype)) / t
     return jnp.where(has_mass, z_dot, 0)
 
@@ -203,7 +219,7 @@ def _log_softmax_jvp(axes, axis_name, primals, tangents):
     # as products with 0/1 factors, again to keep one fused kernel.
     out_dot = (z_dot - _mean_tangent(stats, probs, z_dot)) * stats.keep
     if mask is not None:
-        out_dot = out_dot * mask.astype(out_dot.dtype)
+        out_dot = jnp.where(mask, out_dot, 0)
     return out.astype(x.dtype), out_dot.astype(x.dtype)
 
 
