@@ -161,9 +161,19 @@ def x_logistic(
     r = 1 / (scale + e)
     # s(u_hi + u_lo) = s(u_hi) (1 + s(-u_hi) u_lo + O(u_lo^2)). The
     # correction is an ULP or two, so s(-u) = 1 - s(u) is plenty accurate
-    # for it, and unlike e r it is never inf * 0.
-    r = r + r * ((1 - scale * r) * u_lo)
-    return (x * scale) * r
+    # for it, and unlike e r it is never inf * 0. It is applied to the
+    # numerator x scale, not to r: r u_lo would be subnormal (flushed to 0
+    # on CPU) while x s(u) is still normal, for u below about -76.
+    numerator = x * scale
+    # (An infinite x would make inf * 0 here where the correction is 0.)
+    if rising is None:
+        finite = jnp.clip(x, -lim.max, lim.max)
+    elif rising:
+        finite = jnp.minimum(x, lim.max)
+    else:
+        finite = jnp.maximum(x, -lim.max)
+    numerator = numerator + (finite * scale) * ((1 - scale * r) * u_lo)
+    return numerator * r
 
 
 def x_logistic_jvp(
@@ -192,13 +202,17 @@ def x_logistic_jvp(
     r = 1 / (scale + e)
     # s(-u) = e r: no 1 - s(u) cancellation for u > 0.
     s_neg = e * r
+    # Both results are (numerator) r; the order keeps a shifted result
+    # normal.
+    value = jnp.where(vanish, 0, x) * scale
+    slope = scale * (1 + x_du * s_neg)
     if u_lo is not None:
-        # s(u_hi + u_lo) = s(u_hi) (1 + s(-u_hi) u_lo + O(u_lo^2)). Applied
-        # to r it corrects value and derivative at once; the factor
+        # s(u_hi + u_lo) = s(u_hi) (1 + s(-u_hi) u_lo + O(u_lo^2)), applied
+        # to the numerators (r u_lo could be subnormal). The factor
         # (1 + x u' s(-u)) moves by s(u) u_lo relative to its terms, far
         # below an ULP of the result.
-        r = r + r * (s_neg * u_lo)
-    value = (jnp.where(vanish, 0, x) * scale) * r
-    # The order (scale (...)) r keeps a shifted result normal.
-    slope = (scale * (1 + x_du * s_neg)) * r
-    return value, slope, s_neg
+        correction = s_neg * u_lo
+        finite = jnp.clip(value, -lim.max, lim.max)  # inf * 0 is NaN
+        value = value + finite * correction
+        slope = slope + slope * correction
+    return value * r, slope * r, s_neg
