@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine with Python 3.11:
 #   make demo   trains the digits classifier once per activation
 #   make test   runs the test suite (what CI runs)
+#   make bench  writes the benchmark report into $(OUT)/bench
 # Each creates or reuses its own virtual environment.
 
 PYTHON ?= python3
@@ -30,11 +31,15 @@ test: $(VENV_TEST)/.installed
 demo: $(VENV_DEMO)/.installed
 	$(VENV_DEMO)/bin/jax-act demo --out $(OUT)/demo
 
+# The benchmark report (report.md, report.json, plots/) in $(OUT)/bench.
+# It sets the allocator itself: each speed run is a fresh process, once
+# with the default malloc and once with GLIBC_TUNABLES=glibc.malloc.hugetlb=1.
+# PyTorch columns appear when torch is installed in $(VENV_TEST).
 bench: $(VENV_TEST)/.installed
-	GLIBC_TUNABLES=glibc.malloc.hugetlb=1 $(VENV_TEST)/bin/python -m bench --out $(OUT)/bench
+	$(VENV_TEST)/bin/python -m bench report --out $(OUT)/bench
 
 bench-quick: $(VENV_TEST)/.installed
-	$(VENV_TEST)/bin/python -m bench --quick --out $(OUT)/bench-quick
+	$(VENV_TEST)/bin/python -m bench report --quick --out $(OUT)/bench-quick
 
 lint: $(VENV_TEST)/.installed
 	$(VENV_TEST)/bin/ruff check .

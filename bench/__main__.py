@@ -1,15 +1,20 @@
-"""Command line: ``python -m bench [speed|accuracy|all] [options]``.
+"""Command line: ``python -m bench [report|speed|accuracy|all] [options]``.
 
 Examples::
 
-    python -m bench                          # everything, full size
+    python -m bench report --out out/bench   # the full report (make bench)
+    python -m bench report --quick --out /tmp/r  # its smoke test
+    python -m bench                          # speed and accuracy tables
     python -m bench speed --family softmax   # one family's timings
     python -m bench accuracy --case 'log_*'  # cases by name or pattern
-    python -m bench all --quick --out /tmp/b # the smoke test's run
 
-Tables go to stdout (and to speed.txt / accuracy.txt), records to
-speed.json / accuracy.json in --out. The exit status is 1 when a row
-failed or ours and the baseline disagreed, so a broken case is noticed.
+``report`` runs the speed harness once per allocator setting, each in a
+fresh process, then the accuracy and memory harnesses, and writes
+report.md, report.json and plots/ into --out (see bench/report.py). The
+other commands print tables to stdout (and to speed.txt / accuracy.txt)
+and write records to speed.json / accuracy.json in --out. The exit status
+is 1 when a row failed or ours and the baseline disagreed, so a broken
+case is noticed.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import pathlib
 import sys
 from collections.abc import Sequence
 
-from bench import accuracy, registry, results, speed
+from bench import accuracy, registry, report, results, speed
 
 DEFAULT_REPEATS = {False: 15, True: 3}
 
@@ -33,9 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "what",
         nargs="?",
-        choices=("speed", "accuracy", "all"),
+        choices=("report", "speed", "accuracy", "all"),
         default="all",
-        help="which harness to run (default: all); give it first",
+        help="the full report, or one harness (default: all = speed and "
+        "accuracy); give it first",
     )
     parser.add_argument(
         "--quick",
@@ -69,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="timed rounds per row (default 15, or 3 with --quick)",
     )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="cut the rounds of a slow row so that its timed loop takes "
+        "about this long, keeping at least 5 (report default: "
+        f"{report.FULL_BUDGET_S} s per row; otherwise no cut)",
+    )
+    report.add_arguments(parser)
     return parser
 
 
@@ -77,12 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     repeats = args.repeats or DEFAULT_REPEATS[args.quick]
     if repeats < 1:
         raise SystemExit("--repeats must be at least 1")
+    if args.budget is not None and args.budget <= 0:
+        raise SystemExit("--budget must be positive")
+    if args.what == "report":
+        args.argv = list(sys.argv[1:] if argv is None else argv)
+        return report.main(args, repeats=repeats)
 
     meta = results.environment()
     meta["options"] = {
         "what": args.what,
         "quick": args.quick,
         "repeats": repeats,
+        "budget_s": args.budget,
         "families": args.family,
         "cases": args.case,
         "argv": list(sys.argv[1:] if argv is None else argv),
@@ -111,7 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if kind == "speed":
             table = speed.make_table(cases)
             records = speed.run(
-                cases, quick=args.quick, repeats=repeats, table=table
+                cases,
+                quick=args.quick,
+                repeats=repeats,
+                budget_s=args.budget,
+                table=table,
             )
             problems += sum(
                 "error" in r or not r.get("agree", True) for r in records

@@ -26,7 +26,8 @@ from bench.registry import AccuracyCase, SpeedCase, register
 MP_MAX_POINTS = 8192
 MP_PREC = 113  # bits: IEEE quad precision
 
-FULL_SHAPES = ((4096, 4096), (64, 131072))
+# Small (dispatch-bound), large with many rows, large with few long rows.
+FULL_SHAPES = ((32, 1024), (4096, 4096), (64, 131072))
 QUICK_SHAPES = ((8, 128),)
 
 
@@ -76,7 +77,7 @@ register(
         make_args=_normal_args,
         # (256, 32768) has few rows: XLA:CPU does not fuse it into one
         # kernel the way it does for 4096 rows (see PERFORMANCE-NOTES).
-        shapes=((4096, 4096), (256, 32768), (64, 131072)),
+        shapes=((32, 1024), (4096, 4096), (256, 32768), (64, 131072)),
         quick_shapes=QUICK_SHAPES,
         torch=_torch_softmax,
     )

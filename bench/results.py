@@ -87,6 +87,19 @@ def load_average() -> list[float] | None:
         return None
 
 
+def anon_huge_pages_kib() -> int | None:
+    """This process's memory now held in transparent huge pages, in KiB.
+
+    Read from /proc/self/smaps_rollup (Linux); it shows whether a huge-page
+    allocator setting took effect. None where the file does not exist.
+    """
+    text = _read("/proc/self/smaps_rollup")
+    for line in (text or "").splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1])
+    return None
+
+
 def environment() -> dict[str, Any]:
     """Versions, hardware and settings that a timing depends on."""
     device = jax.devices()[0]
@@ -122,7 +135,9 @@ def environment() -> dict[str, Any]:
                 "XLA_FLAGS",
                 "OPENBLAS_CORETYPE",
                 "OMP_NUM_THREADS",
+                "OMP_WAIT_POLICY",
                 "JAX_PLATFORMS",
+                "JAX_COMPILATION_CACHE_DIR",
             )
         },
         "transparent_hugepage": _read(
@@ -155,7 +170,11 @@ def write_json(
 ) -> pathlib.Path:
     """Writes one harness's records, with the run's metadata, to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = dict(meta, load_average_end=load_average())
+    meta = dict(
+        meta,
+        load_average_end=load_average(),
+        anon_huge_pages_kib=anon_huge_pages_kib(),
+    )
     document = {"kind": kind, "meta": meta, "records": list(records)}
     text = json.dumps(jsonable(document), indent=1, allow_nan=False)
     path.write_text(text + "\n")

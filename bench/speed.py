@@ -74,7 +74,14 @@ def _torch_thunk(case, host_args, host_cotangent, mode):
     """
     import torch
 
-    use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    # PyTorch runs where JAX runs: on the GPU when JAX has one (a CPU build
+    # of PyTorch against a GPU JAX is no peer, and is refused), else on CPU.
+    use_cuda = jax.default_backend() != "cpu"
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"JAX runs on {jax.default_backend()} but this PyTorch build "
+            "has no CUDA device; install a CUDA build to compare there"
+        )
     device = "cuda" if use_cuda else "cpu"
 
     def to_torch(a):
@@ -124,6 +131,7 @@ def _measure(
     repeats: int,
     min_sample_s: float,
     with_torch: bool,
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
     """One row: build inputs, compile, verify, then time interleaved."""
     rng = np.random.default_rng(_seed(case.family, case.name, shape, dtype))
@@ -184,9 +192,10 @@ def _measure(
         traffic // 2
     )
     times = timing.time_interleaved(
-        thunks, repeats=repeats, min_sample_s=min_sample_s
+        thunks, repeats=repeats, min_sample_s=min_sample_s, budget_s=budget_s
     )
     record["ms"] = times
+    record["repeats"] = times["ours"]["n"]
     record["ratio"] = timing.paired_ratio(times["ours"], times["baseline"])
     record["ratio_of_medians"] = (
         times["ours"]["median"] / times["baseline"]["median"]
@@ -278,9 +287,15 @@ def run(
     quick: bool,
     repeats: int,
     min_sample_s: float | None = None,
+    budget_s: float | None = None,
     table: Table | None = None,
 ) -> list[dict[str, Any]]:
-    """Times every case; prints one table row per measurement."""
+    """Times every case; prints one table row per measurement.
+
+    `repeats` is the number of timed rounds per row; with `budget_s`, rows
+    whose rounds are slow get fewer (see timing.time_interleaved), and each
+    record's "repeats" says how many it got.
+    """
     with_torch = _with_torch(cases)
     if min_sample_s is None:
         min_sample_s = 5e-4 if quick else 2e-3
@@ -318,6 +333,7 @@ def run(
                                 repeats=repeats,
                                 min_sample_s=min_sample_s,
                                 with_torch=with_torch,
+                                budget_s=budget_s,
                             )
                         )
                     except Exception:  # recorded; the run goes on

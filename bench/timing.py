@@ -55,14 +55,41 @@ def jax_thunk(compiled: Any, args: tuple) -> Callable[[], Any]:
     return run
 
 
+# Warm-up stops early once a variant has run this long: a slow call is
+# already warm after one run, and large shapes would spend more time
+# warming up than being timed.
+WARMUP_CAP_S = 0.05
+
+
 def _one_call_s(thunk: Callable[[], Any], warmup: int) -> float:
-    """Runs `thunk` `warmup` times; returns the fastest call in seconds."""
-    best = math.inf
+    """Runs `thunk` up to `warmup` times; returns the fastest call in s.
+
+    It stops after the first call that brings the warm-up past
+    WARMUP_CAP_S (at least one call always runs).
+    """
+    best, spent = math.inf, 0.0
     for _ in range(max(warmup, 1)):
         start = time.perf_counter()
         thunk()
-        best = min(best, time.perf_counter() - start)
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+        if spent > WARMUP_CAP_S:
+            break
     return best
+
+
+def rounds_within(
+    round_s: float, *, repeats: int, budget_s: float | None, min_repeats: int
+) -> int:
+    """How many rounds of `round_s` seconds fit in `budget_s`.
+
+    At most `repeats` and at least min(min_repeats, repeats); all
+    `repeats` when there is no budget.
+    """
+    if budget_s is None:
+        return repeats
+    fit = math.floor(budget_s / max(round_s, 1e-9))
+    return int(min(repeats, max(fit, min(min_repeats, repeats))))
 
 
 def time_interleaved(
@@ -71,6 +98,8 @@ def time_interleaved(
     repeats: int,
     min_sample_s: float = 2e-3,
     warmup: int = 2,
+    budget_s: float | None = None,
+    min_repeats: int = 5,
 ) -> dict[str, dict[str, Any]]:
     """Times several variants of one computation, interleaved.
 
@@ -80,14 +109,23 @@ def time_interleaved(
     `repeats` rounds run every variant once, starting each round from a
     different variant. Garbage collection is off while timing.
 
+    With a `budget_s`, the number of rounds is cut so that the timed loop
+    takes about that long (judged from the warm-up calls), but never below
+    `min_repeats`: large shapes get fewer rounds, small ones all of them.
+
     Returns, for each variant, its `summarize` statistics (milliseconds per
     call) plus "number" and the raw per-call "samples_ms".
     """
     names = list(thunks)
     numbers = {}
+    round_s = 0.0
     for name in names:
         one = _one_call_s(thunks[name], warmup)
         numbers[name] = int(min(max(math.ceil(min_sample_s / one), 1), 10_000))
+        round_s += numbers[name] * one
+    repeats = rounds_within(
+        round_s, repeats=repeats, budget_s=budget_s, min_repeats=min_repeats
+    )
 
     samples: dict[str, list[float]] = {name: [] for name in names}
     gc_was_enabled = gc.isenabled()
@@ -141,10 +179,10 @@ def copy_roofline_thunk(nbytes: int) -> tuple[Callable[[], Any], str]:
     """
     nbytes = max(int(nbytes), 1)
     if jax.default_backend() == "cpu":
-        src = np.random.default_rng(0).integers(
-            0, 256, size=nbytes, dtype=np.uint8
-        )
-        dst = np.ones_like(src)  # ones_like writes every page once
+        # Both buffers are written once here, so that every page is mapped
+        # before timing (np.zeros would map them lazily, on first touch).
+        src = np.full(nbytes, 7, dtype=np.uint8)
+        dst = np.ones_like(src)
 
         def run():
             np.copyto(dst, src)
@@ -152,9 +190,12 @@ def copy_roofline_thunk(nbytes: int) -> tuple[Callable[[], Any], str]:
         return run, "numpy.copyto (preallocated destination)"
 
     # XOR with a constant cannot be simplified away, costs no arithmetic
-    # to speak of, and reads and writes every byte once.
-    src = jax.device_put(np.zeros(nbytes, dtype=np.uint8))
-    flip = jax.jit(lambda v: v ^ jnp.uint8(1))
+    # to speak of, and reads and writes every byte once. It works on 4-byte
+    # words: a GPU reaches its bandwidth with wide loads, and a byte-wide
+    # pass could understate the roofline.
+    words = max(nbytes // 4, 1)
+    src = jax.device_put(np.zeros(words, dtype=np.uint32))
+    flip = jax.jit(lambda v: v ^ jnp.uint32(1))
     jax.block_until_ready(flip(src))
 
     def run_device():
@@ -177,13 +218,20 @@ def _as_f64(x: Any) -> np.ndarray:
     return np.asarray(x).astype(np.float64)
 
 
-def max_scaled_difference(actual: Any, expected: Any) -> float:
+def max_scaled_difference(
+    actual: Any, expected: Any, max_points: int | None = 1 << 20
+) -> float:
     """Largest |a - e| / (|e| + max|e|), over the leaves of two pytrees.
 
     It is 0 for identical results and about the relative error otherwise,
     with the largest entry of each leaf as a floor on the scale so that
     entries near zero do not blow up. Matching infinities and NaNs count
     as equal; a NaN or infinity on one side only gives inf.
+
+    Leaves larger than `max_points` are compared on that many evenly
+    spaced entries (every k-th of the flattened array, the same entries on
+    both sides): checking a 16M-entry output in float64 would take longer
+    than timing it, and a wrong function is wrong at most entries.
     """
     worst = 0.0
     leaves_a = jax.tree.leaves(actual)
@@ -191,11 +239,15 @@ def max_scaled_difference(actual: Any, expected: Any) -> float:
     if len(leaves_a) != len(leaves_e):
         return math.inf
     for a, e in zip(leaves_a, leaves_e, strict=True):
-        a, e = _as_f64(a), _as_f64(e)
+        a, e = np.asarray(a), np.asarray(e)
         if a.shape != e.shape:
             return math.inf
         if a.size == 0:
             continue
+        if max_points is not None and a.size > max_points:
+            step = -(-a.size // max_points)
+            a, e = a.reshape(-1)[::step], e.reshape(-1)[::step]
+        a, e = _as_f64(a), _as_f64(e)
         same = (a == e) | (np.isnan(a) & np.isnan(e))
         finite = np.isfinite(e)
         scale = np.max(np.abs(e[finite]), initial=0.0)

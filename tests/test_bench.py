@@ -5,10 +5,13 @@ agree, and that the JSON records hold finite, sane values; they never
 assert a timing.
 """
 
+import inspect
 import json
 import math
+import os
 import pathlib
 import sys
+import types
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +23,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from bench import __main__ as cli  # noqa: E402
-from bench import cases_softmax, registry, timing, ulp  # noqa: E402
+from bench import cases_softmax, registry, report, timing, ulp  # noqa: E402
 
 SOFTMAX_FAMILY = {"softmax", "log_softmax", "logsumexp", "sigmoid"}
 SOFTMAX_FAMILY |= {"log_sigmoid"}
@@ -50,18 +53,16 @@ def _check_meta(meta):
     assert meta["options"]["quick"] is True
 
 
-def test_quick_speed(tmp_path, capsys):
-    assert cli.main(["speed", "--quick", "--out", str(tmp_path)]) == 0
-    printed = capsys.readouterr().out
-    assert "ours/base" in printed
+# The smoke test runs the report on two cases of the softmax family only:
+# compiling dominates quick runs, and every case of every family would not
+# fit this file's time budget. Each family's cases are smoke-tested by
+# test_make_args_give_the_requested_dtype below and by running
+# `python -m bench speed --quick --family NAME`.
+REPORT_CASES = ["softmax", "log_softmax"]
 
-    doc = _strict_json(tmp_path / "speed.json")
-    assert doc["kind"] == "speed"
-    _check_meta(doc["meta"])
-    assert (tmp_path / "speed.txt").read_text().strip()
 
-    records = doc["records"]
-    assert SOFTMAX_FAMILY <= {r["case"] for r in records}
+def _check_speed_records(records, setting):
+    assert set(REPORT_CASES) == {r["case"] for r in records}, setting
     assert {"fwd", "fwd+bwd"} <= {r["mode"] for r in records}
     # Least traffic of softmax on float32 (8, 128): x in and y out forward;
     # x, the cotangent and the gradient for forward plus backward.
@@ -73,12 +74,12 @@ def test_quick_speed(tmp_path, capsys):
     assert traffic == {"fwd": 2 * 8 * 128 * 4, "fwd+bwd": 3 * 8 * 128 * 4}
 
     for r in records:
-        label = f"{r['case']} {r['shape']} {r['dtype']} {r['mode']}"
+        label = f"{setting} {r['case']} {r['shape']} {r['dtype']} {r['mode']}"
         assert "error" not in r, label + "\n" + r["error"]
         assert r["agree"], (label, r["max_scaled_difference"])
         for name in ("ours", "baseline", "copy"):
             stats = r["ms"][name]
-            assert stats["n"] == r["repeats"], label
+            assert stats["n"] == r["repeats"] == 3, label
             assert _finite_positive(stats["median"]), label
             assert stats["min"] <= stats["median"] <= stats["max"], label
         assert _finite_positive(r["ratio"]["median"]), label
@@ -86,17 +87,13 @@ def test_quick_speed(tmp_path, capsys):
         assert _finite_positive(r["bandwidth_gbs"]["copy"]), label
         assert r["traffic_bytes"] > 0, label
         assert all(_finite_positive(t) for t in r["compile_s"].values())
+        if "torch" in r["ms"]:  # PyTorch is optional: checked when there
+            assert r["torch_agree"], (label, r["max_scaled_difference"])
+            assert _finite_positive(r["ratio_vs_torch"]["median"]), label
 
 
-def test_quick_accuracy(tmp_path):
-    assert cli.main(["accuracy", "--quick", "--out", str(tmp_path)]) == 0
-
-    doc = _strict_json(tmp_path / "accuracy.json")
-    assert doc["kind"] == "accuracy"
-    _check_meta(doc["meta"])
-
-    records = doc["records"]
-    assert SOFTMAX_FAMILY <= {r["case"] for r in records}
+def _check_accuracy_records(records):
+    assert set(REPORT_CASES) == {r["case"] for r in records}
     for r in records:
         label = f"{r['case']} {r['dtype']} {r['inputs']}"
         assert "error" not in r, label + "\n" + r["error"]
@@ -117,6 +114,198 @@ def test_quick_accuracy(tmp_path):
     ]
     assert confident["ours"]["worst"] <= 6
     assert confident["baseline"]["worst"] > 1e5
+
+
+# Records in the form bench/memory.py returns them (one per variant).
+_MEMORY_RECORDS = [
+    {"comparison": "logits", "variant": "ours", "N": 64, "D": None},
+    {"comparison": "logits", "variant": "optax", "N": 64, "D": None},
+]
+for _record in _MEMORY_RECORDS:
+    _record.update(V=1000, temp_MiB=0.5, temp_ratio=0.5, median_ms=1.0)
+    _record.update(cpu_ratio=1.0, max_rel_diff=1e-7)
+_MEMORY_RECORDS[0].update(time_ratio=0.9, time_ratio_q25=0.8)
+_MEMORY_RECORDS[0].update(time_ratio_q75=1.0)
+
+
+def test_memory_harness_takes_what_the_report_passes():
+    # The report calls bench.memory.run(quick=..., out=..., repeats=...)
+    # for the keywords it declares; the smoke test below stands a stub in
+    # for it (its own quick run compiles six programs).
+    memory = pytest.importorskip("bench.memory")
+    params = inspect.signature(memory.run).parameters
+    assert {"quick", "out"} <= set(params)
+
+
+def test_quick_report(tmp_path, capsys, monkeypatch):
+    # The README command in quick mode: speed in one fresh process per
+    # allocator setting, accuracy, report.md, report.json and the plots.
+    calls = []
+
+    def fake_memory_run(quick, out):
+        calls.append((quick, out))
+        return [dict(r) for r in _MEMORY_RECORDS]
+
+    stub = types.ModuleType("bench.memory")
+    stub.run = fake_memory_run
+    monkeypatch.setitem(sys.modules, "bench.memory", stub)
+
+    argv = ["report", "--quick", "--out", str(tmp_path), "--case"]
+    argv += [*REPORT_CASES, "--note", "smoke test"]
+    assert cli.main(argv) == 0, capsys.readouterr().out[-3000:]
+    assert calls == [(True, tmp_path)]
+    printed = capsys.readouterr().out
+    assert "ours/base" in printed  # the speed processes' tables came through
+
+    doc = _strict_json(tmp_path / "report.json")
+    assert doc["kind"] == "report"
+    _check_meta(doc["meta"])
+    assert doc["meta"]["options"]["notes"] == ["smoke test"]
+    assert list(doc["speed"]) == ["default", "hugepages"]
+    for setting, phase in doc["speed"].items():
+        tunables = phase["glibc_tunables"] or ""
+        assert ("glibc.malloc.hugetlb=1" in tunables) == (
+            setting == "hugepages"
+        )
+        # The setting reached the speed process, which recorded it.
+        assert phase["meta"]["env"]["GLIBC_TUNABLES"] == phase["glibc_tunables"]
+        assert phase["meta"]["options"]["quick"] is True
+        assert phase["returncode"] == 0
+        _check_speed_records(phase["records"], setting)
+        on_disk = _strict_json(tmp_path / f"speed-{setting}" / "speed.json")
+        assert len(on_disk["records"]) == len(phase["records"])
+    _check_accuracy_records(doc["accuracy"]["records"])
+    assert _strict_json(tmp_path / "accuracy.json")["kind"] == "accuracy"
+
+    goals = doc["goals"]
+    assert goals["no_float32_slower"]["rows_checked"] == 8
+    # Quick shapes are tiny: the roofline goal has no row to judge.
+    assert goals["softmax_roofline"]["rows"] == []
+    assert doc["timing"]["wall_s"] > 0
+
+    text = (tmp_path / "report.md").read_text()
+    for heading in (
+        "## Goals",
+        "## Summary",
+        "## Speed with default malloc",
+        "## Speed with huge-page malloc",
+        "## Accuracy",
+        "## Memory",
+        "## Plots",
+        "## Problems",
+    ):
+        assert heading in text, heading
+    assert "glibc.malloc.hugetlb=1" in text
+    assert "smoke test" in text
+    assert "| softmax | 8x128 | fwd |" in text
+    assert doc["memory"]["records"] == _MEMORY_RECORDS
+    assert "| logits | ours | 64, 1000 | 0.500 |" in text
+    assert "0.90 [0.80-1.00]" in text
+
+    plots = doc["plots"]
+    assert "plots/time_softmax_softmax.png" in plots
+    assert "plots/ratio_softmax.png" in plots
+    assert "plots/roofline.png" in plots
+    for rel in plots:
+        assert f"]({rel})" in text
+        head = (tmp_path / rel).read_bytes()[:8]
+        assert head == b"\x89PNG\r\n\x1a\n", rel
+
+
+def _fake_row(case, shape, dtype, mode, ratio, fraction, family="softmax"):
+    ms = {"median": 1.0, "q25": 1.0, "q75": 1.0, "n": 5}
+    return {
+        "family": family,
+        "case": case,
+        "shape": list(shape),
+        "dtype": dtype,
+        "mode": mode,
+        "agree": True,
+        "ms": {"ours": ms, "baseline": ms, "copy": ms},
+        "ratio": {"median": ratio, "q25": ratio, "q75": ratio},
+        "roofline_fraction": {"ours": fraction, "baseline": 0.5},
+        "bandwidth_gbs": {"ours": 20.0, "copy": 30.0, "baseline": 15.0},
+    }
+
+
+def test_goals_are_judged_from_the_records():
+    big = (4096, 4096)
+    speed = {
+        "default": {
+            "records": [
+                _fake_row("softmax", big, "float32", "fwd", 1.04, 0.2),
+                # bfloat16 rows do not count against the float32 goal.
+                _fake_row("softmax", big, "bfloat16", "fwd", 1.5, 0.2),
+            ]
+        },
+        "hugepages": {
+            "records": [
+                _fake_row("softmax", big, "float32", "fwd", 1.06, 0.65),
+                _fake_row("softmax", (64, 131072), "float32", "fwd", 1, 0.7),
+                # Small rows are not judged against the roofline.
+                _fake_row("softmax", (32, 1024), "float32", "fwd", 1, 0.01),
+                _fake_row("sigmoid", big, "float32", "fwd", 0.9, 0.1),
+            ]
+        },
+    }
+    accuracy = [
+        {"case": "softmax", "dtype": "float32", "ours": {"worst": 2.0}},
+        {"case": "softmax", "dtype": "float32", "ours": {"worst": 3.0}},
+    ]
+    goals = report.evaluate_goals(speed, accuracy)
+    slower = goals["no_float32_slower"]
+    assert slower["rows_checked"] == 5
+    assert not slower["holds"]
+    (row,) = slower["slower"]
+    assert (row["allocator"], row["ratio"]) == ("hugepages", 1.06)
+    assert row["ours_worst_ulp"] == 3.0
+    roof = goals["softmax_roofline"]
+    assert [r["shape"] for r in roof["rows"]] == [[4096, 4096], [64, 131072]]
+    assert roof["holds"]
+    speed["hugepages"]["records"][1]["roofline_fraction"]["ours"] = 0.55
+    assert not report.evaluate_goals(speed, [])["softmax_roofline"]["holds"]
+
+
+def test_speed_environment_sets_only_the_allocator():
+    base = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.foo=2", "A": "b"}
+    huge = report.speed_environment(report.ALLOCATORS["hugepages"], "/c", base)
+    default = report.speed_environment(report.ALLOCATORS["default"], "/c", base)
+    assert huge["GLIBC_TUNABLES"] == "glibc.foo=2:glibc.malloc.hugetlb=1"
+    assert default["GLIBC_TUNABLES"] == "glibc.foo=2"
+    assert "GLIBC_TUNABLES" not in report.speed_environment(
+        report.ALLOCATORS["default"], "/c", {}
+    )
+    for env in (huge, default):
+        assert env["A"] == "b"
+        assert env["JAX_COMPILATION_CACHE_DIR"] == "/c"
+        assert env["PYTHONPATH"].split(os.pathsep)[0] == str(_ROOT)
+    assert (
+        report.speed_environment(
+            report.ALLOCATORS["default"], "/c", {"OMP_WAIT_POLICY": "ACTIVE"}
+        )["OMP_WAIT_POLICY"]
+        == "ACTIVE"
+    )
+
+
+def test_rounds_within_budget():
+    assert (
+        timing.rounds_within(0.1, repeats=15, budget_s=None, min_repeats=5)
+        == 15
+    )
+    assert (
+        timing.rounds_within(0.1, repeats=15, budget_s=0.5, min_repeats=5) == 5
+    )
+    assert (
+        timing.rounds_within(0.01, repeats=15, budget_s=0.5, min_repeats=5)
+        == 15
+    )
+    assert (
+        timing.rounds_within(0.05, repeats=15, budget_s=0.5, min_repeats=5)
+        == 10
+    )
+    assert (
+        timing.rounds_within(1.0, repeats=3, budget_s=0.5, min_repeats=5) == 3
+    )
 
 
 @pytest.mark.parametrize("quick", [True, False], ids=["quick", "full"])
