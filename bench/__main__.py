@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
         "about this long, keeping at least 5 (report default: "
         f"{report.FULL_BUDGET_S} s per row; otherwise no cut)",
     )
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="(used by report) measure the speed rows named on standard "
+        "input, one 'run I' a line; see bench.speed.serve",
+    )
     report.add_arguments(parser)
     return parser
 
@@ -132,12 +138,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         if kind == "speed":
             table = speed.make_table(cases)
-            records = speed.run(
+            harness = speed.serve if args.worker else speed.run
+            extra = {"meta": meta} if args.worker else {}
+            records = harness(
                 cases,
                 quick=args.quick,
                 repeats=repeats,
                 budget_s=args.budget,
                 table=table,
+                **extra,
             )
             problems += sum(
                 "error" in r or not r.get("agree", True) for r in records

@@ -3,14 +3,17 @@
 One command a user runs on their own machine to see jax_act, ``jax.nn``
 (or Optax) and PyTorch side by side. It
 
-1. runs the speed harness once per allocator setting, each in a fresh
+1. runs the speed harness under each allocator setting, each in a fresh
    process: glibc reads ``GLIBC_TUNABLES`` only when a process starts, so
    the huge-page setting cannot be switched on inside a running one. On
    CPU both settings run (the default malloc, and
    ``glibc.malloc.hugetlb=1``, which asks the kernel for transparent huge
-   pages); on a GPU only the default, since host malloc does not touch
-   device memory. The processes share a temporary JAX compilation cache,
-   so the second one loads what the first compiled;
+   pages), as two worker processes that measure the same row in turn, so
+   that both figures of a row are taken seconds apart under the same
+   machine load; on a GPU only the default, since host malloc does not
+   touch device memory. The workers share a temporary JAX compilation
+   cache, so whichever measures a row second loads what the first
+   compiled;
 2. runs the accuracy harness and, where bench/memory.py exists, the memory
    harness, in this process, after the speed processes have finished (on
    a GPU this process must not hold device memory while they run);
@@ -164,8 +167,8 @@ def speed_environment(
 
 
 def _speed_argv(args, out_dir, repeats, budget_s) -> list[str]:
-    argv = [sys.executable, "-m", "bench", "speed", "--out", str(out_dir)]
-    argv += ["--repeats", str(repeats)]
+    argv = [sys.executable, "-m", "bench", "speed", "--worker"]
+    argv += ["--out", str(out_dir), "--repeats", str(repeats)]
     if args.quick:
         argv.append("--quick")
     if budget_s is not None:
@@ -187,54 +190,207 @@ def _self_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_speed_process(
-    allocator: Allocator,
-    argv: Sequence[str],
-    env: dict[str, str],
-    out_dir: pathlib.Path,
-) -> dict[str, Any]:
-    """Runs one speed process, echoing its output; returns its records."""
-    print(f"\n=== speed, {allocator.title} ===", flush=True)
-    tail: collections.deque[str] = collections.deque(maxlen=60)
-    wall, cpu = time.perf_counter(), _children_cpu_s()
-    with subprocess.Popen(
-        argv,
-        cwd=_REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            tail.append(line)
-        returncode = proc.wait()
-    phase = {
-        "allocator": allocator.name,
-        "title": allocator.title,
-        "glibc_tunables": env.get("GLIBC_TUNABLES"),
-        "omp_wait_policy": env.get("OMP_WAIT_POLICY"),
-        "argv": list(argv[1:]),
-        "returncode": returncode,
-        "wall_s": time.perf_counter() - wall,
-        "cpu_s": _children_cpu_s() - cpu,
-    }
-    path = out_dir / "speed.json"
-    # Exit status 1 means a row failed or disagreed, and the records were
-    # still written; anything else (or no file) means the process died.
-    if returncode in (0, 1) and path.exists():
-        document = json.loads(path.read_text())
-        phase["meta"] = document["meta"]
-        phase["records"] = document["records"]
-    else:
-        phase["meta"] = {}
-        phase["records"] = []
-        phase["error"] = (
-            f"speed process exited with status {returncode}:\n" + "".join(tail)
+class SpeedWorker:
+    """A speed process under one allocator setting (bench.speed.serve).
+
+    Its output is echoed with a tag naming the setting, except the
+    protocol lines, which are parsed.
+    """
+
+    def __init__(
+        self,
+        allocator: Allocator,
+        argv: Sequence[str],
+        env: dict[str, str],
+        out_dir: pathlib.Path,
+    ):
+        self.allocator = allocator
+        self.argv = list(argv)
+        self.env = env
+        self.out_dir = out_dir
+        self.tag = f"[{_short(allocator.name)}] "
+        self.tail: collections.deque[str] = collections.deque(maxlen=60)
+        self.busy_s = 0.0
+        self.error: str | None = None
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=_REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
-    return phase
+        self.meta = self._read_until("meta") or {}
+        self.rows = self._read_until("rows")
+        if self.rows is None:
+            self._fail("it stopped before listing its rows")
+
+    def _fail(self, why: str) -> None:
+        if self.error is None:
+            self.error = f"speed process ({self.allocator.title}) {why}:\n"
+            self.error += "".join(self.tail)
+
+    def _read_until(self, tag: str) -> Any:
+        """Echoes output up to the protocol line `tag`; its payload."""
+        from bench.speed import PROTOCOL_PREFIX
+
+        assert self.proc.stdout is not None
+        prefix = f"{PROTOCOL_PREFIX}{tag} "
+        for line in self.proc.stdout:
+            if line.startswith(prefix):
+                return json.loads(line[len(prefix) :])
+            if line.startswith(PROTOCOL_PREFIX):
+                continue  # a reply this reader did not ask for
+            sys.stdout.write(self.tag + line)
+            sys.stdout.flush()
+            self.tail.append(line)
+        return None
+
+    def run(self, index: int) -> dict[str, Any] | None:
+        """Measures row `index`; None if the process died."""
+        if self.error is not None:
+            return None
+        assert self.proc.stdin is not None
+        start = time.perf_counter()
+        try:
+            self.proc.stdin.write(f"run {index}\n")
+            self.proc.stdin.flush()
+        except OSError:
+            self._fail("stopped")
+            return None
+        reply = self._read_until("record")
+        self.busy_s += time.perf_counter() - start
+        if reply is None or reply.get("index") != index:
+            self._fail(f"did not answer row {index}")
+            return None
+        return reply["record"]
+
+    def close(self) -> dict[str, Any]:
+        """Stops the process (it writes speed.json); its phase record."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self._read_until("(end)")  # echo what is left
+        returncode = self.proc.wait()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
+        # Exit status 1 means a row failed or disagreed, and the records
+        # were still written; anything else means the process died.
+        if returncode not in (0, 1):
+            self._fail(f"exited with status {returncode}")
+        meta = dict(self.meta)
+        path = self.out_dir / "speed.json"
+        if path.exists():
+            meta = json.loads(path.read_text()).get("meta", meta)
+        phase = {
+            "allocator": self.allocator.name,
+            "title": self.allocator.title,
+            "glibc_tunables": self.env.get("GLIBC_TUNABLES"),
+            "omp_wait_policy": self.env.get("OMP_WAIT_POLICY"),
+            "argv": self.argv[1:],
+            "returncode": returncode,
+            "wall_s": self.busy_s,
+            "cpu_s": meta.get("process_cpu_s"),
+            "meta": meta,
+        }
+        if self.error is not None:
+            phase["error"] = self.error
+        return phase
+
+    def kill(self) -> None:
+        """Stops the process at once (after an interruption)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None and not stream.closed:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+
+def run_speed(
+    allocators: Sequence[Allocator],
+    args: argparse.Namespace,
+    repeats: int,
+    budget_s: float | None,
+    out: pathlib.Path,
+    cache_dir: str,
+    explicit: bool,
+) -> dict[str, dict[str, Any]]:
+    """Speed records per allocator setting, the settings row by row in turn.
+
+    On CPU one worker per setting runs, and each row is measured under
+    every setting before the next row starts (the first setting of a row
+    alternates), so that a change in machine load hits all settings alike
+    and the effect of the allocator is read from rows measured seconds
+    apart. On a GPU the huge-page setting is skipped unless asked for
+    (host malloc does not touch device memory), and settings asked for
+    run one after the other: two processes cannot both hold the device's
+    memory.
+    """
+
+    def start(allocator: Allocator) -> SpeedWorker:
+        speed_out = out / f"speed-{allocator.name}"
+        print(f"\n=== speed worker: {allocator.title} ===", flush=True)
+        return SpeedWorker(
+            allocator,
+            _speed_argv(args, speed_out, repeats, budget_s),
+            speed_environment(allocator, cache_dir),
+            speed_out,
+        )
+
+    first = start(allocators[0])
+    backend = first.meta.get("backend")
+    rest = list(allocators[1:])
+    if backend not in (None, "cpu"):
+        if not explicit:
+            rest = [a for a in rest if a.name != "hugepages"]
+            print(
+                f"(huge-page malloc skipped: JAX runs on {backend}, whose "
+                "memory host malloc does not touch)",
+                flush=True,
+            )
+        phases = [_run_rows([first])]
+        for allocator in rest:
+            phases.append(_run_rows([start(allocator)]))
+        return {name: p for phase in phases for name, p in phase.items()}
+    workers = [first] + [start(a) for a in rest]
+    return _run_rows(workers)
+
+
+def _run_rows(workers: Sequence[SpeedWorker]) -> dict[str, dict[str, Any]]:
+    """Asks every worker for every row in turn; closes them."""
+    rows = workers[0].rows or []
+    for worker in workers[1:]:
+        if worker.rows is not None and worker.rows != rows:
+            worker._fail("listed other rows than the first worker")
+    records: dict[str, list[dict[str, Any]]] = {
+        w.allocator.name: [] for w in workers
+    }
+    try:
+        for index, label in enumerate(rows):
+            turn = workers if index % 2 == 0 else list(reversed(workers))
+            for worker in turn:
+                record = worker.run(index)
+                if record is None:
+                    record = dict(label, error=worker.error or "no record")
+                records[worker.allocator.name].append(record)
+    except BaseException:  # Ctrl-C, or a bug here: leave no process behind
+        for worker in workers:
+            worker.kill()
+        raise
+    phases = {}
+    for worker in workers:
+        phase = worker.close()
+        phase["records"] = records[worker.allocator.name]
+        phases[worker.allocator.name] = phase
+    return phases
 
 
 def run_memory(quick: bool, out: pathlib.Path) -> dict[str, Any] | None:
@@ -520,7 +676,8 @@ def _speed_notes(speed, quick) -> list[str]:
             f"- Speed, **{phase['title']}**: GLIBC_TUNABLES="
             f"`{phase.get('glibc_tunables') or '(unset)'}`, "
             f"OMP_WAIT_POLICY=`{phase.get('omp_wait_policy')}`; "
-            f"{phase['wall_s']:.0f} s wall, {phase['cpu_s']:.0f} s CPU; "
+            f"{phase['wall_s']:.0f} s measuring, "
+            f"{_seconds(phase.get('cpu_s'))} of CPU time in all; "
             f"load average {meta.get('load_average_start')} at its start, "
             f"{meta.get('load_average_end')} at its end{huge_text}."
         )
@@ -530,6 +687,10 @@ def _speed_notes(speed, quick) -> list[str]:
             "A smoke test: these timings mean nothing."
         )
     return lines
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.0f} s"
 
 
 def _load_note(meta: dict[str, Any]) -> str | None:
@@ -1416,33 +1577,21 @@ def main(args: argparse.Namespace, *, repeats: int) -> int:
         flush=True,
     )
 
-    # 1. Speed, one fresh process per allocator setting. This process does
-    # not touch a JAX device until they are done: on a GPU it would hold
-    # memory they need.
-    requested = args.allocators
-    speed: dict[str, dict[str, Any]] = {}
+    # 1. Speed, in one worker process per allocator setting. This process
+    # does not touch a JAX device until they are done: on a GPU it would
+    # hold memory they need.
+    requested = args.allocators or ["default", "hugepages"]
+    allocators = [ALLOCATORS[name] for name in dict.fromkeys(requested)]
     with tempfile.TemporaryDirectory(prefix="jax-act-bench-") as cache:
-        for name in requested or ["default", "hugepages"]:
-            allocator = ALLOCATORS[name]
-            if name == "hugepages" and requested is None:
-                backend = (
-                    speed.get("default", {}).get("meta", {}).get("backend")
-                )
-                if backend not in (None, "cpu"):
-                    print(
-                        f"\n(skipping {allocator.title}: JAX runs on "
-                        f"{backend}, whose memory host malloc does not "
-                        "touch)",
-                        flush=True,
-                    )
-                    continue
-            speed_out = out / f"speed-{name}"
-            speed[name] = run_speed_process(
-                allocator,
-                _speed_argv(args, speed_out, repeats, budget),
-                speed_environment(allocator, cache),
-                speed_out,
-            )
+        speed = run_speed(
+            allocators,
+            args,
+            repeats,
+            budget,
+            out,
+            cache,
+            explicit=args.allocators is not None,
+        )
 
     # 2. Accuracy and memory, here.
     meta = results.environment()

@@ -21,6 +21,7 @@ import pathlib
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -174,6 +175,7 @@ def write_json(
         meta,
         load_average_end=load_average(),
         anon_huge_pages_kib=anon_huge_pages_kib(),
+        process_cpu_s=time.process_time(),
     )
     document = {"kind": kind, "meta": meta, "records": list(records)}
     text = json.dumps(jsonable(document), indent=1, allow_nan=False)

@@ -17,10 +17,12 @@ to that the function gets (1.0 = at the roofline).
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 import traceback
 import zlib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +30,7 @@ import numpy as np
 
 from bench import timing
 from bench.registry import SpeedCase
-from bench.results import Table, fmt_ms, shape_str
+from bench.results import Table, fmt_ms, jsonable, shape_str
 
 
 def _seed(*parts: Any) -> int:
@@ -281,6 +283,71 @@ def _cells(record: dict[str, Any], with_torch: bool) -> list[str]:
     return cells
 
 
+Row = tuple[SpeedCase, tuple[int, ...], str, str]  # case, shape, dtype, mode
+
+
+def plan(cases: Sequence[SpeedCase], *, quick: bool) -> list[Row]:
+    """Every row `run` measures, in order."""
+    rows = []
+    for case in cases:
+        shapes = case.quick_shapes if quick else case.shapes
+        # Quick mode is a smoke test: compiling dominates it, so it runs
+        # each case in its first dtype only.
+        dtypes = case.dtypes[:1] if quick else case.dtypes
+        modes = ("fwd", "fwd+bwd") if case.backward else ("fwd",)
+        for shape in shapes:
+            for dtype in dtypes:
+                for mode in modes:
+                    rows.append((case, tuple(shape), dtype, mode))
+    return rows
+
+
+def row_label(row: Row) -> dict[str, Any]:
+    case, shape, dtype, mode = row
+    return {
+        "family": case.family,
+        "case": case.name,
+        "shape": list(shape),
+        "dtype": dtype,
+        "mode": mode,
+    }
+
+
+def measure_row(row: Row, **options: Any) -> dict[str, Any]:
+    """One record; an exception is recorded in it, not raised.
+
+    `options` are _measure's keywords: repeats, min_sample_s, with_torch
+    and budget_s.
+    """
+    case, shape, dtype, mode = row
+    record = row_label(row)
+    record["repeats"] = options["repeats"]
+    try:
+        record.update(_measure(case, shape, dtype, mode, **options))
+    except Exception:  # recorded; the run goes on
+        record["error"] = traceback.format_exc()
+    return record
+
+
+def _setup(cases, quick, repeats, min_sample_s, budget_s, table):
+    with_torch = _with_torch(cases)
+    if min_sample_s is None:
+        min_sample_s = 5e-4 if quick else 2e-3
+    table = table or make_table(cases)
+    table.header(
+        "Speed: median ms per call [interquartile range]; ours/base is the "
+        "median of per-round ratios; roof = copy time / call time for the "
+        "same bytes (1.0 = memory roofline)"
+    )
+    options = {
+        "repeats": repeats,
+        "min_sample_s": min_sample_s,
+        "with_torch": with_torch,
+        "budget_s": budget_s,
+    }
+    return options, table
+
+
 def run(
     cases: Sequence[SpeedCase],
     *,
@@ -296,48 +363,68 @@ def run(
     whose rounds are slow get fewer (see timing.time_interleaved), and each
     record's "repeats" says how many it got.
     """
-    with_torch = _with_torch(cases)
-    if min_sample_s is None:
-        min_sample_s = 5e-4 if quick else 2e-3
-    table = table or make_table(cases)
-    table.header(
-        "Speed: median ms per call [interquartile range]; ours/base is the "
-        "median of per-round ratios; roof = copy time / call time for the "
-        "same bytes (1.0 = memory roofline)"
+    options, table = _setup(
+        cases, quick, repeats, min_sample_s, budget_s, table
     )
     records = []
-    for case in cases:
-        shapes = case.quick_shapes if quick else case.shapes
-        # Quick mode is a smoke test: compiling dominates it, so it runs
-        # each case in its first dtype only.
-        dtypes = case.dtypes[:1] if quick else case.dtypes
-        modes = ("fwd", "fwd+bwd") if case.backward else ("fwd",)
-        for shape in shapes:
-            for dtype in dtypes:
-                for mode in modes:
-                    record = {
-                        "family": case.family,
-                        "case": case.name,
-                        "shape": list(shape),
-                        "dtype": dtype,
-                        "mode": mode,
-                        "repeats": repeats,
-                    }
-                    try:
-                        record.update(
-                            _measure(
-                                case,
-                                tuple(shape),
-                                dtype,
-                                mode,
-                                repeats=repeats,
-                                min_sample_s=min_sample_s,
-                                with_torch=with_torch,
-                                budget_s=budget_s,
-                            )
-                        )
-                    except Exception:  # recorded; the run goes on
-                        record["error"] = traceback.format_exc()
-                    records.append(record)
-                    table.row(_cells(record, with_torch))
+    for row in plan(cases, quick=quick):
+        record = measure_row(row, **options)
+        records.append(record)
+        table.row(_cells(record, options["with_torch"]))
+    return records
+
+
+# Lines of the worker protocol start with this (the rest of the output is
+# the human-readable table, echoed by the report).
+PROTOCOL_PREFIX = "@@"
+
+
+def emit(tag: str, payload: Any, stream: TextIO | None = None) -> None:
+    """One protocol line: @@tag followed by strict JSON."""
+    stream = stream or sys.stdout
+    text = json.dumps(jsonable(payload), allow_nan=False)
+    print(f"{PROTOCOL_PREFIX}{tag} {text}", file=stream, flush=True)
+
+
+def serve(
+    cases: Sequence[SpeedCase],
+    *,
+    quick: bool,
+    repeats: int,
+    min_sample_s: float | None = None,
+    budget_s: float | None = None,
+    table: Table | None = None,
+    commands: Iterable[str] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Worker mode: measures the rows another process asks for.
+
+    The report runs one worker per allocator setting and asks them for the
+    same row in turn, so that both settings of a row are measured seconds
+    apart, under the same load. The worker prints ``@@meta`` (`meta`) and
+    ``@@rows`` (the row labels, in `plan` order), then reads commands, one
+    a line: ``run I`` measures row I and prints ``@@record`` with
+    {"index": I, "record": ...}; ``quit`` (or the end of input) stops. It
+    returns the records it measured, in the order measured.
+    """
+    options, table = _setup(
+        cases, quick, repeats, min_sample_s, budget_s, table
+    )
+    rows = plan(cases, quick=quick)
+    emit("meta", meta or {})
+    emit("rows", [row_label(row) for row in rows])
+    records = []
+    for line in sys.stdin if commands is None else commands:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            break
+        if words[0] != "run" or len(words) != 2:
+            raise ValueError(f"unknown worker command {line!r}")
+        index = int(words[1])
+        record = measure_row(rows[index], **options)
+        records.append(record)
+        table.row(_cells(record, options["with_torch"]))
+        emit("record", {"index": index, "record": record})
     return records
