@@ -26,11 +26,12 @@ from jax.typing import ArrayLike
 
 from jax_act import _checks
 from jax_act._numerics import (
+    GateParts,
+    gate_slope,
     keep_high_bits,
     split_constant,
     upcast,
     x_logistic,
-    x_logistic_jvp,
 )
 from jax_act._rectifiers import _swish_static
 
@@ -213,21 +214,21 @@ def _gelu_exact(x):
 def _gelu_exact_jvp(primals, tangents):
     (x,), (x_dot,) = primals, tangents
     x32 = upcast(x)
-    m, w = _exact_terms(x32)
-    out = jnp.where(x32 < 0, -m, x32 - m)
+    _, w = _exact_terms(x32)
     # gelu'(x) = Phi(x) + x phi(x): Phi(-t) - t phi(t) = -w for x = -t,
     # 1 - Phi(-t) + t phi(t) = 1 + w for x = t.
     slope = jnp.where(x32 < 0, -w, 1 + w)
-    return out.astype(x.dtype), (slope * upcast(jnp.asarray(x_dot))).astype(
-        x.dtype
-    )
+    out_dot = slope * upcast(jnp.asarray(x_dot))
+    # The value through the function itself, so that differentiating this
+    # rule again uses the rule (XLA merges the repeated work).
+    return _gelu_exact(x), out_dot.astype(x.dtype)
 
 
 # --- Tanh form ---
 
 
-def _tanh_argument_f32(x):
-    """(u_hi, u_lo, x u'(x)) with u_hi + u_lo = A x + B x^3, float32.
+def _tanh_parts_f32(x):
+    """Returns u = A x + B x^3 as u_hi + u_lo (36 bits), u' and u''.
 
     u_hi is the plain float32 evaluation x (A + B x^2), rounded four times;
     u_lo is its error, from error-free products and sums: x^2 exactly, B x^2
@@ -256,39 +257,44 @@ def _tanh_argument_f32(x):
     c_head = keep_high_bits(c, 12)
     c_tail = (c - c_head) + c_err
     u_lo = ((head * c_head - u_hi) + tail * c_head) + x * c_tail
-    x_du = x * (_A + np.float32(3 * _B64) * sq)
-    return u_hi, u_lo, x_du
+    du = _A + np.float32(3 * _B64) * sq
+    return GateParts(x, u_hi, u_lo, du, np.float32(6 * _B64) * x)
 
 
-def _tanh_argument_f64(x):
+def _tanh_parts_f64(x):
     x = jnp.clip(x, -24.0, 24.0)
     sq = x * x
-    return x * (_A64 + _B64 * sq), None, x * (_A64 + 3 * _B64 * sq)
+    du = _A64 + 3 * _B64 * sq
+    return GateParts(x, x * (_A64 + _B64 * sq), None, du, 6 * _B64 * x)
 
 
-def _tanh_argument(x):
+def _tanh_parts(params, x):
+    del params  # the tanh form has none
     if x.dtype == jnp.float32:
-        return _tanh_argument_f32(x)
-    return _tanh_argument_f64(x)
+        return _tanh_parts_f32(x)
+    return _tanh_parts_f64(x)
 
 
 @jax.custom_jvp
 def _gelu_tanh(x):
     x32 = upcast(x)
-    u_hi, u_lo, _ = _tanh_argument(x32)
+    parts = _tanh_parts((), x32)
     # 0.5 (1 + tanh z) = sigmoid(2 z): no cancellation for z << 0.
     # u = A x + B x^3 rises with x.
-    return x_logistic(x32, u_hi, u_lo, rising=True).astype(x.dtype)
+    value = x_logistic(x32, parts.u_hi, parts.u_lo, rising=True)
+    return value.astype(x.dtype)
 
 
 @_gelu_tanh.defjvp
 def _gelu_tanh_jvp(primals, tangents):
     (x,), (x_dot,) = primals, tangents
     x32 = upcast(x)
-    u_hi, u_lo, x_du = _tanh_argument(x32)
-    value, slope, _ = x_logistic_jvp(x32, u_hi, u_lo, x_du)
+    slope = gate_slope(_tanh_parts, (), x32)
     out_dot = slope * upcast(jnp.asarray(x_dot))
-    return value.astype(x.dtype), out_dot.astype(x.dtype)
+    # The value through the function itself: differentiating this rule
+    # again then uses the rule, not autodiff of 1 / (1 + exp(-u)), which
+    # overflows (XLA merges the repeated work).
+    return _gelu_tanh(x), out_dot.astype(x.dtype)
 
 
 # --- Public function ---

@@ -1,5 +1,8 @@
 """Shared numerical internals: compute dtypes and error-free transforms."""
 
+import functools
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -176,43 +179,93 @@ def x_logistic(
     return numerator * r
 
 
-def x_logistic_jvp(
-    x: jax.Array,
-    u_hi: jax.Array,
-    u_lo: jax.Array | None,
-    x_du: jax.Array,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    r"""Computes x * sigmoid(u), its derivative, and sigmoid(-u).
+def gate_terms(u_hi: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(scale, r, s_neg) with sigmoid(u) = scale r and sigmoid(-u) = s_neg.
 
-    With s(u) = sigmoid(u), the derivative of x s(u(x)) is
-    s(u) (1 + x u'(x) s(-u)).
+    r = 1 / (scale + e), e = exp(-u) scale, with exp's argument capped so
+    that everything is finite (past the cap the gate is far below the
+    smallest normal). Results of the form (numerator) r with numerator a
+    multiple of scale stay normal where the true result is; see
+    `_shifted_exp`.
+    """
+    scale, e, _ = _shifted_exp(u_hi, _limits(u_hi.dtype), capped=True)
+    r = 1 / (scale + e)
+    return scale, r, e * r
+
+
+class GateParts(NamedTuple):
+    """The argument u(x) of a gate sigmoid(u(x)) and its derivatives.
+
+    Attributes:
+        x: the x at which u was evaluated (clamped where the gate is
+            already exactly 0 or 1, so that everything below is finite).
+        u_hi: u(x) rounded.
+        u_lo: its rounding error (finite), or None when u_hi is exact.
+        du: u'(x).
+        d2u: u''(x), or None where u is linear.
+    """
+
+    x: jax.Array
+    u_hi: jax.Array
+    u_lo: jax.Array | None
+    du: jax.Array
+    d2u: jax.Array | None
+
+
+def _gate_slope_terms(parts: GateParts, curvature: bool):
+    """d/dx [x s(u)] and, optionally, d^2/dx^2, from one exp.
+
+    With s = sigmoid(u) and n = s(-u):
+
+        f'  = s (1 + x u' n)
+        f'' = s n (2 u' + x u'' + x u'^2 (n - s))
+
+    Both are formed as (numerator) times r = 1 / (scale + e), the order
+    that keeps a shifted result normal (see `_shifted_exp`), with n = e r
+    (never 1 - s). The rounding error u_lo of u enters to first order:
+    d ln s / du = n and d ln(s n) / du = n - s.
+    """
+    scale, r, s_neg = gate_terms(parts.u_hi)
+    x_du = parts.x * parts.du
+    slope = scale * (1 + x_du * s_neg)
+    if parts.u_lo is not None:
+        slope = slope + slope * (s_neg * parts.u_lo)
+    slope = slope * r
+    if not curvature:
+        return slope, None
+    # s itself may be subnormal here; it only matters where it is not.
+    s_pos = scale * r
+    bracket = 2 * parts.du + x_du * parts.du * (s_neg - s_pos)
+    if parts.d2u is not None:
+        bracket = bracket + parts.x * parts.d2u
+    curve = scale * bracket
+    if parts.u_lo is not None:
+        curve = curve + curve * ((s_neg - s_pos) * parts.u_lo)
+    return slope, (curve * r) * s_neg
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def gate_slope(parts_fn, params, x):
+    """The derivative of x * sigmoid(u(x)), with its own derivative rule.
+
+    Autodiff through the first-derivative formula would differentiate
+    1 / (scale + e) as -1 / (scale + e)^2, which overflows (giving 0, or
+    the wrong sign) for u below about -44; the rule below writes the
+    second derivative out instead.
 
     Args:
+        parts_fn: parts_fn(params, x) -> GateParts. Static.
+        params: hashable parameters of u (e.g. (beta,)). Static.
         x: float32 or float64 array.
-        u_hi: the rounded argument, same shape and dtype.
-        u_lo: its rounding error (finite), or None.
-        x_du: x times du/dx; must be finite.
 
     Returns:
-        (value, derivative, sigmoid(-u_hi)). sigmoid(-u_hi) is accurate
-        to a few ULPs in both tails.
+        d/dx [x sigmoid(u(x))], of x's shape and dtype.
     """
-    lim = _limits(x.dtype)
-    scale, e, vanish = _shifted_exp(u_hi, lim, capped=True)
-    r = 1 / (scale + e)
-    # s(-u) = e r: no 1 - s(u) cancellation for u > 0.
-    s_neg = e * r
-    # Both results are (numerator) r; the order keeps a shifted result
-    # normal.
-    value = jnp.where(vanish, 0, x) * scale
-    slope = scale * (1 + x_du * s_neg)
-    if u_lo is not None:
-        # s(u_hi + u_lo) = s(u_hi) (1 + s(-u_hi) u_lo + O(u_lo^2)), applied
-        # to the numerators (r u_lo could be subnormal). The factor
-        # (1 + x u' s(-u)) moves by s(u) u_lo relative to its terms, far
-        # below an ULP of the result.
-        correction = s_neg * u_lo
-        finite = jnp.clip(value, -lim.max, lim.max)  # inf * 0 is NaN
-        value = value + finite * correction
-        slope = slope + slope * correction
-    return value * r, slope * r, s_neg
+    return _gate_slope_terms(parts_fn(params, x), curvature=False)[0]
+
+
+@gate_slope.defjvp
+def _gate_slope_jvp(parts_fn, params, primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    slope, curve = _gate_slope_terms(parts_fn(params, x), curvature=True)
+    return slope, curve * x_dot

@@ -16,11 +16,13 @@ from jax.typing import ArrayLike
 
 from jax_act import _checks
 from jax_act._numerics import (
+    GateParts,
+    gate_slope,
+    gate_terms,
     keep_high_bits,
     split_constant,
     upcast,
     x_logistic,
-    x_logistic_jvp,
 )
 
 # --- relu ---
@@ -127,33 +129,41 @@ def _scaled_argument_f32(x, beta_hi, beta_lo):
     return u_hi, u_lo
 
 
-def _static_parts(x, beta: float):
+def _static_u(x, beta: float):
     """(u_hi, u_lo or None) of beta x for a Python-float beta."""
     if beta == 0:
         # Not 0 * x, which is NaN for an infinite x.
         return jnp.zeros_like(x), None
-    if x.dtype != jnp.float32:
+    if x.dtype != jnp.float32 or abs(np.frexp(beta)[0]) == 0.5:
+        # In float64, or for a power of two (silu's 1), beta x as it is.
         return x.dtype.type(beta) * x, None
-    if abs(np.frexp(beta)[0]) == 0.5:
-        # A power of two (silu's 1 included) times x is exact.
-        return np.float32(beta) * x, None
-    # Past |beta x| = 200 the gate is exactly 0 or 1 (at that x and
-    # beyond), so x may be clamped there inside u, keeping u_lo finite.
-    bound = np.float32(200.0 / abs(beta))
-    x = jnp.clip(x, -bound, bound)
+    x = _clamp_for(x, beta)
     return _scaled_argument_f32(x, *split_constant(beta, 8))
 
 
-def _u_cap(x):
-    # sigmoid is exactly 0 or 1 past |u| = 200 in float32 (1000 for
-    # float64); capping keeps x * beta finite in the derivative.
-    return 200.0 if x.dtype == jnp.float32 else 1000.0
+def _clamp_for(x, beta: float):
+    # Past |beta x| = 200 (1000 in float64) the gate is exactly 0 or 1, so
+    # x can be clamped there inside u: u, u_lo and x u' stay finite.
+    cap = 200.0 if x.dtype == jnp.float32 else 1000.0
+    bound = x.dtype.type(min(cap / abs(beta), np.finfo(x.dtype).max))
+    return jnp.clip(x, -bound, bound)
+
+
+def _static_parts(params, x):
+    """GateParts of u = beta x, for gate_slope."""
+    (beta,) = params
+    if beta == 0:
+        zero = jnp.zeros_like(x)
+        return GateParts(zero, zero, None, zero, None)
+    x = _clamp_for(x, beta)
+    u_hi, u_lo = _static_u(x, beta)
+    return GateParts(x, u_hi, u_lo, x.dtype.type(beta), None)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _swish_static(x, beta):
     x32 = upcast(x)
-    u_hi, u_lo = _static_parts(x32, beta)
+    u_hi, u_lo = _static_u(x32, beta)
     rising = None if beta == 0 else beta > 0
     return x_logistic(x32, u_hi, u_lo, rising=rising).astype(x.dtype)
 
@@ -162,15 +172,15 @@ def _swish_static(x, beta):
 def _swish_static_jvp(beta, primals, tangents):
     (x,), (x_dot,) = primals, tangents
     x32 = upcast(x)
-    u_hi, u_lo = _static_parts(x32, beta)
-    # x u'(x) = beta x = u.
-    cap = _u_cap(x32)
-    value, slope, _ = x_logistic_jvp(x32, u_hi, u_lo, jnp.clip(u_hi, -cap, cap))
+    slope = gate_slope(_static_parts, (beta,), x32)
     out_dot = slope * upcast(jnp.asarray(x_dot))
-    return value.astype(x.dtype), out_dot.astype(x.dtype)
+    # The value through the function itself: differentiating this rule
+    # again then uses the rule, not autodiff of 1 / (1 + exp(-u)), which
+    # overflows (XLA merges the repeated work).
+    return _swish_static(x, beta), out_dot.astype(x.dtype)
 
 
-def _array_parts(x, beta):
+def _array_u(x, beta):
     """(u_hi, u_lo or None) of beta x for a traced or array beta."""
     if x.dtype != jnp.float32:
         return beta * x, None
@@ -191,7 +201,7 @@ def _finite_where_gate_vanishes(x, beta):
 def _swish_array(x, beta):
     x32 = upcast(x)
     beta = beta.astype(x32.dtype)
-    u_hi, u_lo = _array_parts(x32, beta)
+    u_hi, u_lo = _array_u(x32, beta)
     x_safe = _finite_where_gate_vanishes(x32, beta)
     return x_logistic(x_safe, u_hi, u_lo, rising=None).astype(x.dtype)
 
@@ -199,24 +209,70 @@ def _swish_array(x, beta):
 def _swish_array_jvp(primals, tangents):
     (x, beta), (x_dot, beta_dot) = primals, tangents
     x32 = upcast(x)
-    beta = beta.astype(x32.dtype)
-    u_hi, u_lo = _array_parts(x32, beta)
-    cap = _u_cap(x32)
-    value, slope, s_neg = x_logistic_jvp(
-        x32, u_hi, u_lo, jnp.clip(u_hi, -cap, cap)
-    )
+    d_x, d_beta = _swish_partials(x32, beta.astype(x32.dtype))
     out_dot = jnp.zeros_like(x32)
     if not isinstance(x_dot, SymbolicZero):
-        out_dot = slope * upcast(jnp.asarray(x_dot))
+        out_dot = d_x * upcast(jnp.asarray(x_dot))
     if not isinstance(beta_dot, SymbolicZero):
-        # d/d beta [x s(beta x)] = x^2 s(u) s(-u) = value * (x s(-u)); this
-        # order keeps 0 * inf out where x is huge and s(-u) is 0.
-        d_beta = value * (x32 * s_neg)
-        out_dot = out_dot + d_beta * jnp.asarray(beta_dot).astype(x32.dtype)
-    return value.astype(x.dtype), out_dot.astype(x.dtype)
+        beta_dot = jnp.asarray(beta_dot).astype(x32.dtype)
+        out_dot = out_dot + d_beta * beta_dot
+    # The value through the function itself (see _swish_static_jvp).
+    return _swish_array(x, beta), out_dot.astype(x.dtype)
 
 
 _swish_array.defjvp(_swish_array_jvp, symbolic_zeros=True)
+
+
+def _swish_partial_terms(x, beta, curvature):
+    """Returns d/dx and d/d beta of x s(beta x), and their derivatives.
+
+    With u = beta x, s = s(u), n = s(-u) and G = s n (2 + u (n - s)):
+
+        d/dx = s (1 + u n)          d/d beta = x^2 s n
+        d2/dx2 = beta G             d2/dx d beta = x G
+        d2/d beta2 = x^3 s n (n - s)
+
+    Each is (numerator) r with the numerator a multiple of `scale`, so a
+    normal result never passes through a subnormal intermediate.
+    """
+    big = np.finfo(x.dtype).max
+    u_hi, u_lo = _array_u(x, beta)
+    scale, r, n = gate_terms(u_hi)
+    cap = 200.0 if x.dtype == jnp.float32 else 1000.0
+    u = jnp.clip(u_hi, -cap, cap)  # beta x, finite
+    x = jnp.clip(x, -big, big)
+    # First-order effect of u_lo: d ln s / du = n, d ln(s n) / du = n - s.
+    s_pos = scale * r
+    lo_s = 0 if u_lo is None else n * u_lo
+    lo_sn = 0 if u_lo is None else (n - s_pos) * u_lo
+    d_x = scale * (1 + u * n)
+    d_x = (d_x + d_x * lo_s) * r
+    x_s = scale * x
+    x_s = (x_s + x_s * lo_sn) * r  # x s(u) n / n: normal where x^2 s n is
+    d_beta = x_s * (x * n)
+    if not curvature:
+        return d_x, d_beta, None, None
+    g = scale * (2 + u * (n - s_pos))
+    g = ((g + g * lo_sn) * r) * n
+    h = d_beta * (x * (n - s_pos))
+    return d_x, d_beta, g, h
+
+
+@jax.custom_jvp
+def _swish_partials(x, beta):
+    d_x, d_beta, _, _ = _swish_partial_terms(x, beta, curvature=False)
+    return d_x, d_beta
+
+
+@_swish_partials.defjvp
+def _swish_partials_jvp(primals, tangents):
+    (x, beta), (x_dot, beta_dot) = primals, tangents
+    d_x, d_beta, g, h = _swish_partial_terms(x, beta, curvature=True)
+    big = np.finfo(x.dtype).max
+    mixed = jnp.clip(x, -big, big) * g
+    d_x_dot = beta * g * x_dot + mixed * beta_dot
+    d_beta_dot = mixed * x_dot + h * beta_dot
+    return (d_x, d_beta), (d_x_dot, d_beta_dot)
 
 
 # --- Public functions ---
