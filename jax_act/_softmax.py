@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jax_act import _checks
-from jax_act._numerics import compute_dtype, two_diff
+from jax_act._numerics import compute_dtype, two_diff, upcast
 from jax_act._typing import Axis, AxisName
 
 _NEG_INF = -jnp.inf
@@ -60,7 +60,7 @@ class _Normalizer:
         keep: per-row 1, 0 for an empty row, NaN for a NaN row.
     """
 
-    def __init__(self, z, mask, axes, axis_name=None):
+    def __init__(self, z, mask, axes, axis_name=None, temperature=None):
         big = jnp.finfo(z.dtype).max
         # Masked entries take no part: exp(-inf) = 0. A select, so that a
         # NaN or inf under the mask cannot leak into the row; it costs the
@@ -72,6 +72,7 @@ class _Normalizer:
         if axis_name is not None:
             row_max = jax.lax.pmax(row_max, axis_name)
         self.z = z
+        self.temperature = temperature
         self.shift = _clip(row_max, big)
         # `keep` is piecewise constant, so it has no derivative; stopping it
         # keeps second-order autodiff through the rules below (which do
@@ -87,9 +88,19 @@ class _Normalizer:
         """Sums over the softmax axes, across devices when sharded."""
         return _row_sum(v, self.axes, self.axis_name)
 
-    def shifted(self):
+    def _unscaled_shifted(self):
         # min(., 0) only acts on +inf entries (inf - big = inf).
         return jnp.minimum(self.z - self.shift, 0)
+
+    def _scale(self, v):
+        # (x - max) / T rather than x / T - max / T: T > 0 keeps the argmax,
+        # and the row maximum stays at exactly 0 however XLA evaluates the
+        # division (it rewrites x / T as x * (1 / T) and may contract that
+        # product into a later subtraction, which would break equality).
+        return v if self.temperature is None else v / self.temperature
+
+    def shifted(self):
+        return self._scale(self._unscaled_shifted())
 
     def compensated_exp(self):
         """exp(z - shift) with the rounding of the difference undone.
@@ -107,6 +118,8 @@ class _Normalizer:
         # With a per-row `floor` XLA does not form a `clamp` (see `_clip`).
         z_finite = jnp.minimum(jnp.maximum(self.z, floor), big)
         shifted, shift_error = two_diff(z_finite, self.shift)
+        # With a temperature the division's own rounding is not recovered.
+        shifted, shift_error = self._scale(shifted), self._scale(shift_error)
         return jnp.exp(shifted) * (1 + shift_error)
 
     def _log1p_rest(self):
@@ -119,9 +132,8 @@ class _Normalizer:
         arithmetic for fusion. No TwoSum here: an error of half an ULP in a
         term of `rest` moves the log by less than that.
         """
-        shifted = self.shifted()
-        below_max = -jnp.sign(shifted)
-        rest = self.row_sum(jnp.exp(shifted) * below_max)
+        below_max = -jnp.sign(self._unscaled_shifted())
+        rest = self.row_sum(jnp.exp(self.shifted()) * below_max)
         count = self.row_sum(1 - below_max)
         # An empty row has count 0 (all entries -inf): log1p(0) = 0 there,
         # and `keep` alone sends the results to -inf.
@@ -155,28 +167,25 @@ class _Normalizer:
         return jnp.where(self.shift >= big, jnp.inf, lse)
 
 
-def _scaled(x, temperature):
-    """Returns x / T in the compute dtype; T None means T = 1."""
-    z = x.astype(compute_dtype(x.dtype))
-    if temperature is not None:
-        z = z / temperature.astype(z.dtype)
-    return z
+def _stats(x, mask, temperature, axes, axis_name):
+    return _Normalizer(x, mask, axes, axis_name, temperature)
 
 
-def _scaled_tangent(stats, temperature, x_dot, temperature_dot):
+def _scaled_tangent(x, temperature, x_dot, temperature_dot, axes, name):
     """The tangent of z = x / T, as the softmax rules consume it."""
-    z_dot = x_dot.astype(stats.z.dtype)
     if temperature is None:
-        return z_dot
-    t = temperature.astype(z_dot.dtype)
-    # dz = (dx - z dT) / T. Any per-row constant added to dz cancels in
-    # dz - <y, dz>, so z may be replaced by z - shift; entries without mass
-    # (z = -inf) are zeroed so that inf * dT cannot become inf * 0 = NaN.
-    shifted = stats.shifted()
-    has_mass = shifted > -jnp.inf
-    shifted = jnp.where(has_mass, shifted, 0)
-    z_dot = (z_dot - shifted * temperature_dot.astype(z_dot.dtype)) / t
-    return jnp.where(has_mass, z_dot, 0)
+        return x_dot
+    # dz = (dx - z dT) / T. A per-row constant added to dz cancels in
+    # dz - <y, dz>, so z is replaced by (x - max) / T over the finite
+    # entries; that keeps the products small (no 1e30 - 1e30 cancellation),
+    # and +-inf entries, whose z does not move, out of inf * 0 = NaN.
+    finite = jnp.isfinite(x)
+    row_max = jnp.max(jnp.where(finite, x, -jnp.inf), axes, keepdims=True)
+    if name is not None:
+        row_max = jax.lax.pmax(row_max, name)
+    row_max = jax.lax.stop_gradient(row_max)
+    centred = jnp.where(finite, x - row_max, 0) / temperature
+    return (x_dot - centred * temperature_dot) / temperature
 
 
 def _row_sum(v, axes, axis_name):
@@ -187,64 +196,75 @@ def _row_sum(v, axes, axis_name):
     return total
 
 
-def _mean_tangent(stats, probs, z_dot):
-    return stats.row_sum(probs * z_dot)
+# The rules below get their primal outputs from the custom functions
+# themselves, so a second derivative goes through these rules again rather
+# than through autodiff of the max, min and select inside `_Normalizer`
+# (which would, for one, halve the tangent at a tied row maximum).
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _softmax(x, mask, temperature, axes, axis_name):
-    stats = _Normalizer(_scaled(x, temperature), mask, axes, axis_name)
-    return stats.softmax().astype(x.dtype)
+    stats = _stats(x, mask, temperature, axes, axis_name)
+    return stats.softmax()
 
 
 @_softmax.defjvp
 def _softmax_jvp(axes, axis_name, primals, tangents):
     x, mask, temperature = primals
     x_dot, _, temperature_dot = tangents
-    stats = _Normalizer(_scaled(x, temperature), mask, axes, axis_name)
-    probs = stats.softmax()
-    z_dot = _scaled_tangent(stats, temperature, x_dot, temperature_dot)
-    probs_dot = probs * (z_dot - _mean_tangent(stats, probs, z_dot))
-    return probs.astype(x.dtype), probs_dot.astype(x.dtype)
+    probs = _softmax(x, mask, temperature, axes, axis_name)
+    z_dot = _scaled_tangent(
+        x, temperature, x_dot, temperature_dot, axes, axis_name
+    )
+    mean = _row_sum(probs * z_dot, axes, axis_name)
+    return probs, probs * (z_dot - mean)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _log_softmax(x, mask, temperature, axes, axis_name):
-    stats = _Normalizer(_scaled(x, temperature), mask, axes, axis_name)
-    return stats.log_softmax().astype(x.dtype)
+    stats = _stats(x, mask, temperature, axes, axis_name)
+    return stats.log_softmax()
 
 
 @_log_softmax.defjvp
 def _log_softmax_jvp(axes, axis_name, primals, tangents):
     x, mask, temperature = primals
     x_dot, _, temperature_dot = tangents
-    stats = _Normalizer(_scaled(x, temperature), mask, axes, axis_name)
-    probs = stats.softmax()
-    out = stats.log_softmax()
-    z_dot = _scaled_tangent(stats, temperature, x_dot, temperature_dot)
-    # Masked entries and empty rows are constant -inf: tangent 0. Written
-    # as products with 0/1 factors, again to keep one fused kernel.
-    out_dot = (z_dot - _mean_tangent(stats, probs, z_dot)) * stats.keep
+    out = _log_softmax(x, mask, temperature, axes, axis_name)
+    probs = jnp.exp(out)
+    # `keep` (0 for an empty row) only needs the row maximum, which XLA
+    # shares with the call above.
+    keep = _stats(x, mask, temperature, axes, axis_name).keep
+    z_dot = _scaled_tangent(
+        x, temperature, x_dot, temperature_dot, axes, axis_name
+    )
+    # Masked entries and empty rows are constant -inf: tangent 0. The row
+    # factor is a product, not a select, to keep one fused kernel.
+    out_dot = (z_dot - _row_sum(probs * z_dot, axes, axis_name)) * keep
     if mask is not None:
         out_dot = jnp.where(mask, out_dot, 0)
-    return out.astype(x.dtype), out_dot.astype(x.dtype)
+    return out, out_dot
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _logsumexp(x, mask, axes, axis_name):
-    stats = _Normalizer(_scaled(x, None), mask, axes, axis_name)
-    return stats.logsumexp().astype(x.dtype)
+    return _Normalizer(x, mask, axes, axis_name).logsumexp()
 
 
 @_logsumexp.defjvp
 def _logsumexp_jvp(axes, axis_name, primals, tangents):
     x, mask = primals
     x_dot, _ = tangents
-    stats = _Normalizer(_scaled(x, None), mask, axes, axis_name)
-    probs = stats.softmax()
-    z_dot = _scaled_tangent(stats, None, x_dot, None)
-    out_dot = _mean_tangent(stats, probs, z_dot)
-    return stats.logsumexp().astype(x.dtype), out_dot.astype(x.dtype)
+    out = _logsumexp(x, mask, axes, axis_name)
+    probs = _softmax(x, mask, None, axes, axis_name)
+    return out, _row_sum(probs * x_dot, axes, axis_name)
+
+
+def _like(temperature, x):
+    """The temperature in x's compute dtype (None stays None)."""
+    if temperature is None:
+        return None
+    return temperature.astype(compute_dtype(x.dtype))
 
 
 def _prepare(x, axis, where, temperature, name, axis_name=None):
@@ -344,7 +364,8 @@ def softmax(
     x, axes, mask, temperature = _prepare(
         x, axis, where, temperature, "softmax", axis_name
     )
-    return _softmax(x, mask, temperature, axes, axis_name)
+    out = _softmax(upcast(x), mask, _like(temperature, x), axes, axis_name)
+    return out.astype(x.dtype)
 
 
 def log_softmax(
@@ -403,7 +424,8 @@ def log_softmax(
     x, axes, mask, temperature = _prepare(
         x, axis, where, temperature, "log_softmax", axis_name
     )
-    return _log_softmax(x, mask, temperature, axes, axis_name)
+    out = _log_softmax(upcast(x), mask, _like(temperature, x), axes, axis_name)
+    return out.astype(x.dtype)
 
 
 def logsumexp(
@@ -469,5 +491,5 @@ def logsumexp(
     if b is not None:
         b = _checks.as_float_array(b, "logsumexp", "b")
         a = a + jnp.log(b.astype(a.dtype))
-    out = _logsumexp(a, mask, axes, axis_name)
+    out = _logsumexp(upcast(a), mask, axes, axis_name).astype(a.dtype)
     return out if keepdims else jnp.squeeze(out, axis=axes)

@@ -655,18 +655,6 @@ def test_temperature_matches_boltzmann(temperature):
         assert_ulp(got["log_softmax"], ls, 6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "with a temperature that is not a power of two, XLA:CPU rewrites "
-        "x / T as x * (1 / T) and contracts that product into z - shift as "
-        "a fused multiply-add, so at the row maximum z - shift is the "
-        "product's rounding error instead of exactly 0; -sign(z - shift) "
-        "then counts the maximum as below it, its exp ~ 1 lands in `rest`, "
-        "and log_softmax (under jit only) is too low by up to log 2 in "
-        "about half of the rows"
-    ),
-)
 def test_temperature_log_softmax_on_many_rows_under_jit():
     rng = np.random.default_rng(28)
     x = (rng.standard_normal((64, 16)) * 4).astype(np.float32)
@@ -894,17 +882,6 @@ def test_check_grads_order_two():
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "log_softmax's JVP rule returns its primal from the normaliser by "
-        "plain autodiff, whose derivative is wrong where the row maximum is "
-        "tied (max splits the tangent among the tied entries): the primal "
-        "of an inner jax.jvp, differentiated again, is off (half the true "
-        "value for a constant row), which check_grads' JVP of JVP catches; "
-        "softmax, logsumexp, jacfwd, jacrev and hessian are right there"
-    ),
-)
 def test_check_grads_log_softmax_with_tied_maximum():
     x = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, -1.0]])
     with jax.enable_x64(True):
