@@ -115,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "else was running on the machine",
     )
     group.add_argument(
+        "--memory",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run the memory harness (bench/memory.py): auto runs it "
+        "unless --family/--case filter the run to other cases",
+    )
+    group.add_argument(
         "--no-plots",
         action="store_true",
         help="skip the PNG plots (matplotlib not needed then)",
@@ -391,6 +398,17 @@ def _run_rows(workers: Sequence[SpeedWorker]) -> dict[str, dict[str, Any]]:
         phase["records"] = records[worker.allocator.name]
         phases[worker.allocator.name] = phase
     return phases
+
+
+def memory_wanted(families, cases) -> bool:
+    """Whether a run filtered by --family / --case includes the memory one.
+
+    The memory harness measures the losses; a run filtered to other cases
+    leaves it out (it takes minutes at full size).
+    """
+    if cases:
+        return False
+    return not families or any(f in ("losses", "memory") for f in families)
 
 
 def run_memory(quick: bool, out: pathlib.Path) -> dict[str, Any] | None:
@@ -903,6 +921,8 @@ def _accuracy_table(records) -> list[str]:
 def _memory_section(memory: dict[str, Any] | None) -> list[str]:
     if memory is None:
         return ["(bench/memory.py is not there: no memory harness ran.)"]
+    if "skipped" in memory:
+        return [f"Not run: {memory['skipped']}."]
     if "error" in memory:
         return [
             "The memory harness failed:",
@@ -1614,9 +1634,20 @@ def main(args: argparse.Namespace, *, repeats: int) -> int:
         accuracy_part = {"records": [], "error": traceback.format_exc()}
         print(accuracy_part["error"], file=sys.stderr)
     print("\n=== memory ===", flush=True)
-    memory = run_memory(args.quick, out)
-    if memory is None:
-        print("bench/memory.py not found: skipped", flush=True)
+    if args.memory == "on" or (
+        args.memory == "auto" and memory_wanted(args.family, args.case)
+    ):
+        memory = run_memory(args.quick, out)
+        if memory is None:
+            print("bench/memory.py not found: skipped", flush=True)
+    else:
+        why = (
+            "--memory off"
+            if args.memory == "off"
+            else "the run was filtered to other cases"
+        )
+        memory = {"skipped": why}
+        print(f"skipped: {why}", flush=True)
 
     # 3. The report.
     document: dict[str, Any] = {
@@ -1640,9 +1671,10 @@ def main(args: argparse.Namespace, *, repeats: int) -> int:
         "cpu_s": _children_cpu_s() + _self_cpu_s() - cpu_start,
     }
     meta["load_average_end"] = results.load_average()
-    (out / "report.md").write_text(render_markdown(document))
+    # The record first: if rendering failed, the measurements would stay.
     text = json.dumps(results.jsonable(document), indent=1, allow_nan=False)
     (out / "report.json").write_text(text + "\n")
+    (out / "report.md").write_text(render_markdown(document))
 
     failed = _failures(document)
     print(

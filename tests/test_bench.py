@@ -151,7 +151,7 @@ def test_quick_report(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "bench.memory", stub)
 
     argv = ["report", "--quick", "--out", str(tmp_path), "--case"]
-    argv += [*REPORT_CASES, "--note", "smoke test"]
+    argv += [*REPORT_CASES, "--note", "smoke test", "--memory", "on"]
     assert cli.main(argv) == 0, capsys.readouterr().out[-3000:]
     assert calls == [(True, tmp_path)]
     printed = capsys.readouterr().out
@@ -437,3 +437,10 @@ def test_max_scaled_difference():
     a[1] = np.nan
     assert timing.max_scaled_difference(a, e) == np.inf
     assert timing.max_scaled_difference(e[:2], e) == np.inf
+
+
+def test_memory_runs_unless_filtered_to_other_cases():
+    assert report.memory_wanted(None, None)
+    assert report.memory_wanted(["losses"], None)
+    assert not report.memory_wanted(["softmax"], None)
+    assert not report.memory_wanted(None, ["softmax"])
