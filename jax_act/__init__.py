@@ -5,7 +5,12 @@ hand-written derivative rule and measured accuracy.
 """
 
 from jax_act._diagnostics import DeadUnits, dead_units
+from jax_act._fused import linear_softmax_cross_entropy
 from jax_act._gelu import gelu
+from jax_act._losses import (
+    softmax_cross_entropy,
+    softmax_cross_entropy_with_integer_labels,
+)
 from jax_act._rectifiers import leaky_relu, prelu, relu, silu, swish
 from jax_act._sigmoid import log_sigmoid, sigmoid
 from jax_act._softmax import log_softmax, logsumexp, softmax
@@ -17,6 +22,7 @@ __all__ = [
     "dead_units",
     "gelu",
     "leaky_relu",
+    "linear_softmax_cross_entropy",
     "log_sigmoid",
     "log_softmax",
     "logsumexp",
@@ -25,5 +31,7 @@ __all__ = [
     "sigmoid",
     "silu",
     "softmax",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_with_integer_labels",
     "swish",
 ]
