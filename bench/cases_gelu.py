@@ -9,9 +9,10 @@ the far tails. The constants are the exact ones: sqrt(2/pi) and 0.044715
 for the tanh form, 1.702 for the sigmoid form.
 
 Derivative rows ("gelu'[tanh]", ...) compare element-wise derivatives in
-plain ULPs of the result; near the derivative's zero crossing any formula
-that sums two terms loses relative accuracy, so a window around it is left
-out of those input sets (the tests measure it in ULPs of the largest term).
+plain ULPs of the result. Near its zero the derivative is a difference of
+two terms, and any formula that sums them loses relative accuracy there,
+so the points where the sum is less than half the larger term are left out
+of those input sets (the tests measure them in ULPs of the larger term).
 """
 
 from __future__ import annotations
@@ -177,14 +178,20 @@ def gelu_reference(form, x):
         return x * _sigmoid64(u)
 
 
-def gelu_slope_reference(form, x):
+def _slope_terms(form, x):
+    """The derivative's two terms, whose sum it is (float64)."""
     x = np.asarray(x, np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         if form == "none":
-            return ndtr(x) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+            return ndtr(x), x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
         u, du = _gate_u(form, x)
         s, n = _sigmoid64(u), _sigmoid64(-u)
-        return s + x * du * s * n
+        return s, x * du * s * n
+
+
+def gelu_slope_reference(form, x):
+    first, second = _slope_terms(form, x)
+    return first + second
 
 
 # --- Accuracy inputs ---
@@ -210,13 +217,6 @@ def _log_spaced(dtype, count):
 
 # Where the result stops being a normal float32 on the left, per form.
 _LEFT = {"none": -13.5, "tanh": -10.5, "sigmoid": -54.0, "silu": -92.0}
-# Zero crossing of the derivative (left out of the derivative rows).
-_SLOPE_ZERO = {
-    "none": -0.7518,
-    "tanh": -0.7525,
-    "sigmoid": -0.7515,
-    "silu": -1.2785,
-}
 
 
 def _value_inputs(form, dtype, quick):
@@ -237,11 +237,15 @@ def _value_inputs(form, dtype, quick):
 
 
 def _slope_inputs(form, dtype, quick):
-    zero = _SLOPE_ZERO[form]
+    """The value inputs, less the points where the derivative's two terms
+    cancel to less than half the larger one (around its zero)."""
     sets = []
     for name, values in _value_inputs(form, dtype, quick):
-        keep = np.abs(values - zero) > 0.25
-        sets.append((name + ", |x - zero| > 0.25", values[keep]))
+        first, second = _slope_terms(form, values)
+        with np.errstate(invalid="ignore"):
+            larger = np.maximum(np.abs(first), np.abs(second))
+            keep = ~(np.abs(first + second) < 0.5 * larger)
+        sets.append((name + ", no cancellation", values[keep]))
     return sets
 
 

@@ -129,13 +129,15 @@ def _scaled_argument_f32(x, beta_hi, beta_lo):
     return u_hi, u_lo
 
 
-def _static_u(x, beta: float):
+def _static_u(x, beta: float, precise: bool = True):
     """(u_hi, u_lo or None) of beta x for a Python-float beta."""
     if beta == 0:
         # Not 0 * x, which is NaN for an infinite x.
         return jnp.zeros_like(x), None
-    if x.dtype != jnp.float32 or abs(np.frexp(beta)[0]) == 0.5:
-        # In float64, or for a power of two (silu's 1), beta x as it is.
+    if not precise or x.dtype != jnp.float32 or abs(np.frexp(beta)[0]) == 0.5:
+        # In float64, for a power of two (silu's 1), or for half-precision
+        # inputs (where one float32 rounding of u, < 2^-17 relative in the
+        # result, vanishes in the final rounding), beta x as it is.
         return x.dtype.type(beta) * x, None
     x = _clamp_for(x, beta)
     return _scaled_argument_f32(x, *split_constant(beta, 8))
@@ -151,19 +153,19 @@ def _clamp_for(x, beta: float):
 
 def _static_parts(params, x):
     """GateParts of u = beta x, for gate_slope."""
-    (beta,) = params
+    beta, precise = params
     if beta == 0:
         zero = jnp.zeros_like(x)
         return GateParts(zero, zero, None, zero, None)
     x = _clamp_for(x, beta)
-    u_hi, u_lo = _static_u(x, beta)
+    u_hi, u_lo = _static_u(x, beta, precise)
     return GateParts(x, u_hi, u_lo, x.dtype.type(beta), None)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _swish_static(x, beta):
     x32 = upcast(x)
-    u_hi, u_lo = _static_u(x32, beta)
+    u_hi, u_lo = _static_u(x32, beta, x.dtype == jnp.float32)
     rising = None if beta == 0 else beta > 0
     return x_logistic(x32, u_hi, u_lo, rising=rising).astype(x.dtype)
 
@@ -172,7 +174,7 @@ def _swish_static(x, beta):
 def _swish_static_jvp(beta, primals, tangents):
     (x,), (x_dot,) = primals, tangents
     x32 = upcast(x)
-    slope = gate_slope(_static_parts, (beta,), x32)
+    slope = gate_slope(_static_parts, (beta, x.dtype == jnp.float32), x32)
     out_dot = slope * upcast(jnp.asarray(x_dot))
     # The value through the function itself: differentiating this rule
     # again then uses the rule, not autodiff of 1 / (1 + exp(-u)), which
@@ -180,9 +182,9 @@ def _swish_static_jvp(beta, primals, tangents):
     return _swish_static(x, beta), out_dot.astype(x.dtype)
 
 
-def _array_u(x, beta):
+def _array_u(x, beta, precise=True):
     """(u_hi, u_lo or None) of beta x for a traced or array beta."""
-    if x.dtype != jnp.float32:
+    if x.dtype != jnp.float32 or not precise:
         return beta * x, None
     beta_hi = keep_high_bits(beta, 8)
     u_hi, u_lo = _scaled_argument_f32(x, beta_hi, beta - beta_hi)
@@ -201,7 +203,7 @@ def _finite_where_gate_vanishes(x, beta):
 def _swish_array(x, beta):
     x32 = upcast(x)
     beta = beta.astype(x32.dtype)
-    u_hi, u_lo = _array_u(x32, beta)
+    u_hi, u_lo = _array_u(x32, beta, x.dtype == jnp.float32)
     x_safe = _finite_where_gate_vanishes(x32, beta)
     return x_logistic(x_safe, u_hi, u_lo, rising=None).astype(x.dtype)
 
