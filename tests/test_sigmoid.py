@@ -118,16 +118,6 @@ def test_float32_accuracy_dense_sweep(name):
     assert_ulp(got[name], want[name], 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the accuracy goal is 2 ULP where the result is normal; XLA's "
-        "logistic reaches 2.21 ULP at x = -16.68 (jax.nn.sigmoid too), and "
-        "min(x, 0) - log1p(exp(-|x|)) reaches 2.5 ULP at x = 0.633 (2.7 at "
-        "x = 0.8435 on a finer grid), "
-        "where the two roundings (exp, then log1p) add up"
-    ),
-)
 @pytest.mark.parametrize("name", NAMES)
 def test_float32_accuracy_goal_two_ulp(name):
     _, got, want = _sweep_results()
@@ -300,16 +290,6 @@ def test_derivatives_match_float64_reference_autodiff():
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "log_sigmoid's second derivative -sigma(x) sigma(-x) comes from "
-        "autodiff of lax.logistic(-x) in its JVP rule, whose own rule is "
-        "s (1 - s): 1 - s rounds to 0 for -x >= 17 in float32, so the "
-        "second derivative is exactly 0 for x <= -17 (true value -4.1e-8 "
-        "at -17), and loses digits in float64 from x = -17 down"
-    ),
-)
 def test_log_sigmoid_second_derivative_in_the_negative_tail():
     x = np.array([-17.0, -20.0, -30.0, -60.0], np.float32)
     second = jax.jit(jax.vmap(jax.grad(jax.grad(jax_act.log_sigmoid))))(x)
@@ -327,16 +307,6 @@ def test_check_grads_order_two():
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "at exactly x = 0, log_sigmoid's JVP rule returns its primal from "
-        "min(x, 0) - log1p(exp(-|x|)) by plain autodiff, whose derivative "
-        "there is 1 (min takes the tie, |x|' = sign(0) = 0) instead of "
-        "sigma(0) = 1/2: forward-over-forward differentiation that uses the "
-        "inner primal (check_grads' JVP of JVP) is off by 1/2 at 0"
-    ),
-)
 def test_check_grads_log_sigmoid_at_zero():
     with jax.enable_x64(True):
         check_grads(
