@@ -122,6 +122,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "unless --family/--case filter the run to other cases",
     )
     group.add_argument(
+        "--rerender",
+        action="store_true",
+        help="measure nothing: rewrite report.md and plots/ from the "
+        "report.json already in --out",
+    )
+    group.add_argument(
         "--no-plots",
         action="store_true",
         help="skip the PNG plots (matplotlib not needed then)",
@@ -1474,6 +1480,7 @@ def _plot_ratios(plt, order, table, allocators, family, path) -> bool:
                     label=f"{SLOWER_LIMIT:.2f} (goal limit)",
                 )
             ax.set_xscale("log")
+            _ratio_ticks(ax)
             ax.set_title(f"{title}, {dtype}", fontsize=10)
             ax.set_xlabel("time ratio (< 1: jax_act faster)")
             ax.grid(True, axis="x", which="both", alpha=0.3)
@@ -1494,6 +1501,18 @@ def _plot_ratios(plt, order, table, allocators, family, path) -> bool:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def _ratio_ticks(ax) -> None:
+    """Plain labels at a few round ratios on a log axis, no minor labels."""
+    from matplotlib import ticker
+
+    ax.xaxis.set_major_locator(ticker.FixedLocator(_RATIO_TICKS))
+    ax.xaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+
+
+_RATIO_TICKS = [1 / 16, 1 / 8, 1 / 4, 1 / 2, 0.75, 1, 1.25, 1.5, 2, 4, 8, 16]
 
 
 def _plot_roofline(plt, order, table, allocators, path) -> bool:
@@ -1582,8 +1601,34 @@ def _plot_roofline(plt, order, table, allocators, path) -> bool:
 # --- The command ---
 
 
+_NON_FINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _unjson(value: Any) -> Any:
+    """Undoes results.jsonable's spelling of inf and NaN as strings."""
+    if isinstance(value, dict):
+        return {k: _unjson(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unjson(v) for v in value]
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    return value
+
+
+def rerender(out: pathlib.Path, plots: bool = True) -> int:
+    """Rewrites report.md (and the plots) from out/report.json."""
+    document = _unjson(json.loads((out / "report.json").read_text()))
+    if plots:
+        document["plots"] = plot_all(document, out / "plots")
+    (out / "report.md").write_text(render_markdown(document))
+    print(f"rewrote {out / 'report.md'} from {out / 'report.json'}")
+    return 0
+
+
 def main(args: argparse.Namespace, *, repeats: int) -> int:
     """Runs the report; returns 1 when something failed, else 0."""
+    if args.rerender:
+        return rerender(args.out, plots=not args.no_plots)
     start, cpu_start = time.perf_counter(), _children_cpu_s() + _self_cpu_s()
     out: pathlib.Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -1591,6 +1636,7 @@ def main(args: argparse.Namespace, *, repeats: int) -> int:
     if budget is None and not args.quick:
         budget = FULL_BUDGET_S
     load_start = results.load_average()
+    date_start = results.now_iso()
     print(
         f"bench report into {out} ({'quick' if args.quick else 'full'}); "
         f"load average {load_start}",
@@ -1616,6 +1662,7 @@ def main(args: argparse.Namespace, *, repeats: int) -> int:
     # 2. Accuracy and memory, here.
     meta = results.environment()
     meta["load_average_start"] = load_start
+    meta["date"] = date_start  # when the report started, not this phase
     meta["options"] = {
         "what": "report",
         "quick": args.quick,

@@ -101,6 +101,13 @@ def anon_huge_pages_kib() -> int | None:
     return None
 
 
+def now_iso() -> str:
+    """The current UTC time, to the second, in ISO 8601."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"
+    )
+
+
 def environment() -> dict[str, Any]:
     """Versions, hardware and settings that a timing depends on."""
     device = jax.devices()[0]
@@ -109,9 +116,7 @@ def environment() -> dict[str, Any]:
     except AttributeError:
         cores = os.cpu_count()
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"
-        ),
+        "date": now_iso(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {

@@ -202,6 +202,12 @@ def test_quick_report(tmp_path, capsys, monkeypatch):
     assert "| logits | ours | 64, 1000 | 0.500 |" in text
     assert "0.90 [0.80-1.00]" in text
 
+    # Rendering again from report.json alone gives the same report.
+    argv = ["report", "--rerender", "--no-plots", "--out", str(tmp_path)]
+    (tmp_path / "report.md").unlink()
+    assert cli.main(argv) == 0
+    assert (tmp_path / "report.md").read_text() == text
+
     plots = doc["plots"]
     assert "plots/time_softmax_softmax.png" in plots
     assert "plots/ratio_softmax.png" in plots
