@@ -227,3 +227,37 @@ def gelu_tanh_mp(x):
     """The tanh form with its constants exact: sqrt(2/pi) and 0.044715."""
     a = 2 * mpmath.sqrt(2 / mpmath.pi)
     return gated_mp(x, a, mpmath.mpf("0.044715"))
+
+
+# --- Cross-entropy (float64) ---
+
+
+def smoothed_targets64(labels, num_classes, where=None, smoothing=0.0):
+    """(1 - a) onehot(y) + a / K on the K classes left in, float64."""
+    onehot = np.asarray(labels)[..., None] == np.arange(num_classes)
+    target = (1 - smoothing) * onehot.astype(np.float64)
+    keep = (
+        np.ones(onehot.shape, bool)
+        if where is None
+        else np.broadcast_to(where, onehot.shape)
+    )
+    count = np.maximum(keep.sum(-1, keepdims=True), 1)
+    return target + smoothing * keep / count
+
+
+def cross_entropy64(logits, target, where=None, z_loss=0.0, cap=None):
+    """sum_j q_j (-log p_j) + lambda lse^2 per row, 0 for a row left out."""
+    z = np.asarray(logits, np.float64)
+    if cap is not None:
+        z = cap * np.tanh(z / cap)
+    if where is not None:
+        z = np.where(where, z, -np.inf)
+    log_p = log_softmax64(z)
+    with np.errstate(invalid="ignore"):
+        terms = np.where(target == 0, 0.0, -target * log_p)
+        m = np.max(z, -1, keepdims=True)
+        lse = (m + np.log(np.sum(np.exp(z - m), -1, keepdims=True)))[..., 0]
+    loss = terms.sum(-1) + z_loss * lse**2
+    if where is not None:
+        loss = np.where(np.broadcast_to(where, z.shape).any(-1), loss, 0.0)
+    return loss
