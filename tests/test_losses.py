@@ -158,7 +158,7 @@ def test_integer_labels_match_float64(extras_key, with_mask):
 
 
 @pytest.mark.parametrize("with_mask", [False, True], ids=["full", "masked"])
-@pytest.mark.parametrize("extras_key", ["plain", "cap", "all"])
+@pytest.mark.parametrize("extras_key", ["plain", "all"])
 def test_probability_labels_match_float64(extras_key, with_mask):
     x, _, where = _inputs()
     # Label mass only on classes left in (mass on a masked class: +inf,
