@@ -135,9 +135,13 @@ class _Normalizer:
         below_max = -jnp.sign(self._unscaled_shifted())
         rest = self.row_sum(jnp.exp(self.shifted()) * below_max)
         count = self.row_sum(1 - below_max)
-        # An empty row has count 0 (all entries -inf): log1p(0) = 0 there,
-        # and `keep` alone sends the results to -inf.
-        return jnp.log1p(rest + jnp.maximum(count - 1, 0))
+        # An empty row has count 0 and keep 0: log1p(0) = 0 there, and
+        # `keep` alone sends the results to -inf. A non-empty row can also
+        # have count 0: XLA may evaluate the input (say tanh(x)) in two
+        # kernels that round it differently, so no entry sits at exactly
+        # the maximum; `rest` then already holds that entry's exp ~ 1, and
+        # rest + (0 - 1) is still the sum minus one.
+        return jnp.log1p(rest + (count - 1) * self.keep)
 
     def softmax(self):
         exp_shifted = self.compensated_exp()
