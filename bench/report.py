@@ -1058,6 +1058,8 @@ def _goal_lines(goals: dict[str, Any]) -> list[str]:
         ]
     lines.append("")
     verdict = "holds" if roof["holds"] else "does NOT hold"
+    if not roof["rows"]:
+        verdict = "not judged: no large float32 softmax row in this run"
     if roof.get("note"):
         verdict = roof["note"]
     lines.append(
