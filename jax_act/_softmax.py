@@ -19,8 +19,6 @@ from jax_act import _checks
 from jax_act._numerics import compute_dtype, two_diff, upcast
 from jax_act._typing import Axis, AxisName
 
-_NEG_INF = -jnp.inf
-
 
 def _clip(v, big):
     """Clamps `v` to [-big, big], NaN passing through.
