@@ -19,6 +19,7 @@ from jax.typing import ArrayLike
 
 from jax_act import _checks, _losses
 from jax_act._numerics import compute_dtype
+from jax_act._typing import AxisName
 
 # About 8M logits (32 MiB in float32) per chunk by default: at N = 8192
 # examples that is 1024 columns, whose matmuls (8192 x 1024 x 1024) still
@@ -82,7 +83,7 @@ def _slice(array, start, size, axis):
 
 
 def _forward_chunk(state, h, w_chunk, b_chunk, labels, offset, hyper):
-    smoothing, _, _, cap, dtype = hyper
+    smoothing, _, _, cap, dtype, _ = hyper
     shift, rest, z_label, below = state
     z = _transform(_chunk_logits(h, w_chunk, b_chunk, dtype), cap)
     width = z.shape[1]
@@ -114,6 +115,43 @@ def _update(array, chunk_values, start, axis):
     )
 
 
+def _varying_axes(array):
+    """The mesh axes a value varies over inside `shard_map` (else none)."""
+    aval = jax.typeof(array)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:  # jax >= 0.10
+        return set(manual.varying)
+    return set(getattr(aval, "vma", ()))  # earlier releases
+
+
+def _varying_like(init, *arrays):
+    """The scan's initial carry, typed as varying where its inputs vary.
+
+    Inside `shard_map`, JAX types each value by the mesh axes it varies
+    over, and a scan's carry must keep its type. The carry soon depends on
+    the (split) weight, so the zeros it starts from are cast to vary over
+    the same mesh axes as the inputs. Outside `shard_map` nothing varies.
+    """
+    axes = set()
+    for array in arrays:
+        if array is not None:
+            axes |= _varying_axes(array)
+    if not axes:
+        return init
+    axes = tuple(axes)
+    if hasattr(jax.lax, "pcast"):
+
+        def cast(v):
+            return jax.lax.pcast(v, axes, to="varying")
+
+    else:  # jax 0.6 and 0.7 spell it pvary
+
+        def cast(v):
+            return jax.lax.pvary(v, axes)
+
+    return jax.tree.map(cast, init)
+
+
 def _scan_chunks(step, init, num_classes, chunk):
     """Runs carry = step(carry, offset, width) over [0, V) by chunks.
 
@@ -134,9 +172,29 @@ def _scan_chunks(step, init, num_classes, chunk):
     return carry, None
 
 
+def _combine_devices(classes, state):
+    """Merges the per-device states of a class axis split across devices.
+
+    Each device scanned its own slice of the columns. The global shift is
+    the largest of theirs; each `rest` is rescaled to it by exp(own -
+    global), and each `below` gains (global - own) per column it saw. The
+    label's logit was seen by one device (0 elsewhere): a sum.
+    """
+    shift, rest, z_label, below = state
+    top = jax.lax.pmax(shift, classes.axis_name)
+    rest = classes.combine(rest * jnp.exp(shift - top))
+    z_label = classes.combine(z_label)
+    below = classes.combine(below + classes.width * (top - shift))
+    return top, rest, z_label, below
+
+
 def _forward(h, w, b, labels, hyper, chunk):
-    smoothing, ignore_index, z_loss, _, dtype = hyper
-    num_rows, num_classes = h.shape[0], w.shape[1]
+    smoothing, ignore_index, z_loss, _, dtype, axis_name = hyper
+    num_rows = h.shape[0]
+    classes = _losses.ClassAxis(w.shape[1], axis_name)
+    # Columns are matched to labels by local index: on a sharded class
+    # axis, only the device holding a label's column ever sees it.
+    local_labels = labels - classes.offset
     big = jnp.finfo(dtype).max
     init = (
         jnp.full((num_rows,), -big, dtype),
@@ -144,18 +202,21 @@ def _forward(h, w, b, labels, hyper, chunk):
         jnp.zeros((num_rows,), dtype),
         jnp.zeros((num_rows,), dtype),
     )
+    init = _varying_like(init, h, w, b, labels)
 
     def step(state, offset, width):
         w_chunk = _slice(w, offset, width, 1)
         b_chunk = _slice(b, offset, width, 0)
         state = _forward_chunk(
-            state, h, w_chunk, b_chunk, labels, offset, hyper
+            state, h, w_chunk, b_chunk, local_labels, offset, hyper
         )
         return state, None
 
-    (shift, rest, z_label, below), _ = _scan_chunks(
-        step, init, num_classes, chunk
-    )
+    state, _ = _scan_chunks(step, init, classes.width, chunk)
+    if classes.sharded:
+        state = _combine_devices(classes, state)
+    shift, rest, z_label, below = state
+    num_classes = classes.num_classes
 
     # As in the materialised loss: total = rest + exp(z_y - shift) and
     # log(total) = log1p(rest + (exp(z_y - shift) - 1)), exact when the
@@ -188,9 +249,12 @@ def _forward(h, w, b, labels, hyper, chunk):
 
 
 def _backward(h, w, b, labels, hyper, chunk, rows, loss_bar):
-    smoothing, _, z_loss, cap, dtype = hyper
+    smoothing, _, z_loss, cap, dtype, axis_name = hyper
     shift, total, lse, scale = rows
-    num_rows, num_classes = h.shape[0], w.shape[1]
+    num_rows = h.shape[0]
+    classes = _losses.ClassAxis(w.shape[1], axis_name)
+    num_classes = classes.num_classes
+    local_labels = labels - classes.offset
     operand = jnp.result_type(h, w)
 
     # dL/dz_j = c p_j - a / V - (1 - a) [j = y], with c = 1 + 2 lambda lse
@@ -211,7 +275,7 @@ def _backward(h, w, b, labels, hyper, chunk, rows, loss_bar):
         logits = _chunk_logits(h, w_chunk, b_chunk, dtype)
         z = _transform(logits, cap)
         exps = jnp.exp(z - shift[:, None])
-        is_label = _label_columns(labels, offset, width)
+        is_label = _label_columns(local_labels, offset, width)
         grad = exps * factor[:, None] - jnp.where(is_label, target[:, None], 0)
         if z_factor is not None:
             # Added after p - q, which cancels for a confident example.
@@ -248,7 +312,11 @@ def _backward(h, w, b, labels, hyper, chunk, rows, loss_bar):
         jnp.zeros(w.shape, w.dtype),
         None if b is None else jnp.zeros(b.shape, b.dtype),
     )
-    (dh, dw, db), _ = _scan_chunks(step, init, num_classes, chunk)
+    init = _varying_like(init, h, w, b, labels, loss_bar, *rows)
+    (dh, dw, db), _ = _scan_chunks(step, init, classes.width, chunk)
+    # Sharded, each device holds its columns' share of dL/dh: summed over
+    # the devices, as the hidden states are the same on each.
+    dh = classes.combine(dh)
     return dh.astype(h.dtype), dw, db
 
 
@@ -301,6 +369,7 @@ def linear_softmax_cross_entropy(
     ignore_index: int | None = None,
     z_loss: float = 0.0,
     logit_softcap: float | None = None,
+    axis_name: AxisName = None,
 ) -> jax.Array:
     r"""Cross-entropy of a linear layer's logits, never holding the logits.
 
@@ -358,6 +427,17 @@ def linear_softmax_cross_entropy(
         z_loss: lambda >= 0, weight of the squared log-normaliser (PaLM).
         logit_softcap: c > 0 or None: logits become c * tanh(logits / c)
             before the softmax (Gemma 2).
+        axis_name: mesh axis name (or tuple of names) across which the
+            columns of `weight` (and `bias`) are split, inside
+            `shard_map`: vocabulary-parallel cross-entropy. Each device
+            passes the same `hidden` and global labels with its slice of
+            the columns (device i holding the i-th equal slice), scans
+            only that slice, and the per-example running maximum, sum and
+            label logit are merged across devices, one number per example
+            each; the gradient for `hidden` is summed across devices,
+            those for `weight` and `bias` stay on their device. V that
+            does not divide evenly: pad `weight` with zero columns and
+            `bias` with -inf (label_smoothing would count the padding).
 
     Returns:
         Per-example losses of shape hidden.shape[:-1], in the promoted
@@ -368,7 +448,8 @@ def linear_softmax_cross_entropy(
             or a hyperparameter or chunk_size of the wrong type.
         ValueError: for mismatched shapes, an empty class axis, a
             chunk_size <= 0, label_smoothing outside [0, 1), a negative
-            z_loss or a soft cap <= 0.
+            z_loss, a soft cap <= 0, or an axis_name that no enclosing
+            shard_map binds.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -391,6 +472,7 @@ def linear_softmax_cross_entropy(
         materialised logits, the same loss at the cost of [N, V] memory.
     """
     name = "linear_softmax_cross_entropy"
+    _checks.check_axis_name(axis_name, name)
     hidden = _checks.as_float_array(hidden, name, "hidden")
     weight = _checks.as_float_array(weight, name, "weight")
     if hidden.ndim < 1 or weight.ndim != 2:
@@ -433,6 +515,6 @@ def linear_softmax_cross_entropy(
     chunk = min(chunk, num_classes)
     out_dtype = jnp.result_type(hidden, weight)
     dtype = compute_dtype(out_dtype)
-    hyper = (smoothing, ignore, z_coef, cap, dtype)
+    hyper = (smoothing, ignore, z_coef, cap, dtype, axis_name)
     loss = _fused(h, weight, bias, flat_labels, hyper, chunk)
     return loss.astype(out_dtype).reshape(batch_shape)

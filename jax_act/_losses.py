@@ -26,7 +26,7 @@ from jax.typing import ArrayLike
 
 from jax_act import _checks
 from jax_act._numerics import compute_dtype
-from jax_act._typing import Axis
+from jax_act._typing import Axis, AxisName
 
 # ---------------------------------------------------------------------------
 # Hyperparameters: validated in Python at trace time, then static.
@@ -195,11 +195,93 @@ def finish(value, skipped, invalid):
     return jnp.where(skipped, 0, value)
 
 
-def _class_count(mask, shape):
-    """Number of classes left in each row's softmax, keepdims shape."""
-    if mask is None:
-        return jnp.full((*shape[:-1], 1), shape[-1], jnp.int32)
-    return jnp.sum(mask, axis=-1, keepdims=True, dtype=jnp.int32)
+class ClassAxis:
+    """The class axis (last), whole on this device or split across devices.
+
+    With `axis_name` set, this runs inside `shard_map` and holds one slice
+    of the classes, in mesh order: device i of the mesh axis has the
+    global classes [i * width, (i + 1) * width). The per-row reductions
+    (maximum, sums, the label's entry) then combine across devices with
+    collectives of one number per row; the logits never move. Without it,
+    every method is the plain reduction.
+    """
+
+    def __init__(self, width, axis_name=None):
+        self.width = width
+        self.axis_name = axis_name
+        self.num_classes = width
+        self.offset = 0
+        if axis_name is not None:
+            self.num_classes = width * jax.lax.axis_size(axis_name)
+            self.offset = jax.lax.axis_index(axis_name) * width
+
+    @property
+    def sharded(self):
+        return self.axis_name is not None
+
+    def max(self, v):
+        """Row maximum over every class, keepdims."""
+        row_max = jnp.max(v, axis=-1, keepdims=True)
+        if self.sharded:
+            row_max = jax.lax.pmax(row_max, self.axis_name)
+        return row_max
+
+    def combine(self, row_values):
+        """Sums per-row values over the devices (identity unsharded)."""
+        if self.sharded:
+            return jax.lax.psum(row_values, self.axis_name)
+        return row_values
+
+    def sum(self, v, dtype=None):
+        """Row sum over every class, keepdims."""
+        return self.combine(jnp.sum(v, axis=-1, keepdims=True, dtype=dtype))
+
+    def count(self, mask, shape):
+        """Number of classes left in each row's softmax, keepdims."""
+        if mask is None:
+            return jnp.full((*shape[:-1], 1), self.num_classes, jnp.int32)
+        return self.sum(mask, dtype=jnp.int32)
+
+    def locate(self, index):
+        """A global class index as (local index clipped in range, owned).
+
+        `owned` says whether this device holds the class; the clipped
+        index is safe to gather with either way (read it where owned).
+        """
+        local = index - self.offset
+        owned = (local >= 0) & (local < self.width)
+        return jnp.clip(local, 0, max(self.width - 1, 0)), owned
+
+    def pick(self, v, local, owned):
+        """v[..., index] for one global index per row, keepdims."""
+        picked = jnp.take_along_axis(v, local, axis=-1)
+        if not self.sharded:
+            return picked
+        if picked.dtype == jnp.bool_:
+            picked = jnp.where(owned, picked, False).astype(jnp.int32)
+            return self.combine(picked) > 0
+        return self.combine(jnp.where(owned, picked, 0))
+
+    def argmax(self, v):
+        """The row's argmax as (local index, owned), keepdims.
+
+        Sharded, the first device in mesh order that holds the row's
+        maximum owns it, so exactly one device does (ties included).
+        """
+        local = jnp.argmax(v, axis=-1, keepdims=True)
+        if not self.sharded:
+            return local, True
+        local_max = jnp.max(v, axis=-1, keepdims=True)
+        me = jax.lax.axis_index(self.axis_name)
+        nobody = jnp.iinfo(me.dtype).max
+        holder = jnp.where(local_max == self.max(v), me, nobody)
+        return local, jax.lax.pmin(holder, self.axis_name) == me
+
+    def away(self, local, owned):
+        """The local index, or one past the slice where not owned."""
+        if not self.sharded:
+            return local
+        return jnp.where(owned, local, self.width)
 
 
 # ---------------------------------------------------------------------------
@@ -251,7 +333,7 @@ def _sum_off_label(exps, index, in_place):
     return jnp.sum(exps * off, axis=-1, keepdims=True), None
 
 
-def _normaliser(x, mask, cap, pivot, in_place):
+def _normaliser(x, mask, cap, pivot, classes, in_place):
     """Row statistics of softmax(z), with one entry per row, the pivot, apart.
 
     The pivot is the label (integer labels) or the row's argmax
@@ -262,28 +344,33 @@ def _normaliser(x, mask, cap, pivot, in_place):
     6e-8. This is the log1p normaliser of jax_act.log_softmax, with the
     entry at the maximum found by index rather than by comparing values
     (XLA:CPU may round a recomputed tanh differently in two kernels).
+    `pivot` is (local index, owned) from `classes.locate`: on a sharded
+    class axis one device holds the pivot, and the row sums and the
+    pivot's logit cross devices as one number per row.
     """
+    local, owned = pivot
     dtype = compute_dtype(x.dtype)
     # Row maximum of z. tanh is increasing, so the maximum of the capped
     # logits is the cap of the maximum: the pass reads the raw logits.
     raw = x.astype(dtype)
     if mask is not None:
         raw = jnp.where(mask, raw, -jnp.inf)
-    row_max = softcap(jnp.max(raw, axis=-1, keepdims=True), cap)
+    row_max = softcap(classes.max(raw), cap)
     shift = finite_shift(row_max)
 
     # exp(z - shift), in [0, 1], once per logit.
     exps = jnp.exp(_transform(x, mask, cap) - shift)
 
     # The pivot's term, from its gathered logit.
-    x_pivot = jnp.take_along_axis(x, pivot, axis=-1)
+    x_pivot = classes.pick(x, local, owned)
     mask_pivot = None
     if mask is not None:
-        mask_pivot = jnp.take_along_axis(mask, pivot, axis=-1)
+        mask_pivot = classes.pick(mask, local, owned)
     z_pivot = _transform(x_pivot, mask_pivot, cap)
     exp_pivot = jnp.exp(z_pivot - shift)
 
-    rest, exps_rest = _sum_off_label(exps, pivot, in_place)
+    rest, exps_rest = _sum_off_label(exps, classes.away(local, owned), in_place)
+    rest = classes.combine(rest)
     total = rest + exp_pivot
     log_total = jnp.log1p(rest + (exp_pivot - 1))
     # logsumexp, with the conventions of jax_act.logsumexp: -inf for an
@@ -306,14 +393,16 @@ def _normaliser(x, mask, cap, pivot, in_place):
 
 def _integer_core(x, labels, mask, hyper, in_place):
     """The loss (keepdims) and what the gradient needs, as a dict."""
-    smoothing, ignore_index, z_loss, cap = hyper
+    smoothing, ignore_index, z_loss, cap, axis_name = hyper
     dtype = compute_dtype(x.dtype)
-    num_classes = x.shape[-1]
-    count = _class_count(mask, x.shape)
+    classes = ClassAxis(x.shape[-1], axis_name)
+    count = classes.count(mask, x.shape)
     labels = labels[..., None]
-    skipped, invalid = row_status(labels, num_classes, count, ignore_index)
-    safe = jnp.clip(labels, 0, max(num_classes - 1, 0))
-    core = _normaliser(x, mask, cap, safe, in_place)
+    skipped, invalid = row_status(
+        labels, classes.num_classes, count, ignore_index
+    )
+    pivot = classes.locate(labels)
+    core = _normaliser(x, mask, cap, pivot, classes, in_place)
     shift, log_total = core["shift"], core["log_total"]
 
     # -log p_y = log(total) - (z_y - shift). A label on a masked class
@@ -328,7 +417,7 @@ def _integer_core(x, labels, mask, hyper, in_place):
         if mask is not None:
             below = jnp.where(mask, below, 0)
         count_f = jnp.maximum(count, 1).astype(dtype)
-        mean_below = jnp.sum(below, axis=-1, keepdims=True) / count_f
+        mean_below = classes.sum(below) / count_f
         loss = (1 - smoothing) * loss + smoothing * (log_total - mean_below)
 
     # A row of -inf logits (or with every class masked) has nothing to
@@ -346,7 +435,12 @@ def _integer_core(x, labels, mask, hyper, in_place):
         loss = loss + z_loss * jnp.square(core["lse"])
     loss = finish(loss, skipped, invalid)
     core.update(
-        loss=loss, count=count, safe=safe, skipped=skipped, invalid=invalid
+        loss=loss,
+        count=count,
+        pivot=pivot,
+        classes=classes,
+        skipped=skipped,
+        invalid=invalid,
     )
     return core
 
@@ -360,7 +454,7 @@ def _integer_gradient(x, mask, hyper, core):
     the one-hot is never built: forward mode reads it with a gather,
     reverse mode writes it with a scatter-add.
     """
-    smoothing, _, z_loss, cap = hyper
+    smoothing, _, z_loss, cap, _ = hyper
     dtype = core["total"].dtype
     scale = finish(
         jnp.ones_like(core["total"]), core["skipped"], core["invalid"]
@@ -414,8 +508,13 @@ def _integer_ce_jvp(hyper, primals, tangents):
     x_dot = x_dot.astype(dense.dtype)
     # <dL/dx, x_dot> = <dense, x_dot> + label_weight * x_dot[y]. Reverse
     # mode transposes the gather into a scatter-add of one number per row.
-    picked = jnp.take_along_axis(x_dot, core["safe"], axis=-1)
-    loss_dot = jnp.sum(dense * x_dot, axis=-1) + (label_weight * picked)[..., 0]
+    local, owned = core["pivot"]
+    picked = jnp.take_along_axis(x_dot, local, axis=-1)
+    if core["classes"].sharded:
+        picked = jnp.where(owned, picked, 0)
+    local_dot = jnp.sum(dense * x_dot, axis=-1, keepdims=True)
+    loss_dot = core["classes"].combine(local_dot + label_weight * picked)
+    loss_dot = loss_dot[..., 0]
     loss = core["loss"][..., 0]
     return loss.astype(x.dtype), loss_dot.astype(x.dtype)
 
@@ -439,12 +538,15 @@ def _dense_target(y, mask, count, smoothing):
     return (1 - smoothing) * y + uniform
 
 
-def _dense_core(x, y, mask, smoothing, z_loss, cap):
+def _dense_core(x, y, mask, hyper):
+    smoothing, z_loss, cap, axis_name = hyper
+    classes = ClassAxis(x.shape[-1], axis_name)
     # The row's argmax is the pivot of the log1p normaliser.
     raw = x if mask is None else jnp.where(mask, x, -jnp.inf)
-    pivot = jnp.argmax(raw, axis=-1, keepdims=True)
-    core = _normaliser(x, mask, cap, pivot, in_place=False)
-    count = _class_count(mask, x.shape)
+    pivot = classes.argmax(raw)
+    core = _normaliser(x, mask, cap, pivot, classes, in_place=False)
+    core["classes"] = classes
+    count = classes.count(mask, x.shape)
     target = _dense_target(y, mask, count, smoothing)
 
     # -log p_j = log(total) - (z_j - shift): +inf on masked classes and
@@ -464,7 +566,7 @@ def _dense_core(x, y, mask, smoothing, z_loss, cap):
     # sum_j q_j (-log p_j), with classes of zero target left out so that
     # 0 * inf (a masked or -inf class nobody asked for) adds 0, not NaN.
     terms = jnp.where(target == 0, 0, target * neg_log_probs)
-    loss = jnp.sum(terms, axis=-1, keepdims=True)
+    loss = classes.sum(terms)
     if z_loss:
         loss = loss + z_loss * jnp.square(core["lse"])
     # A row with no class in the softmax contributes nothing (Optax's
@@ -474,20 +576,21 @@ def _dense_core(x, y, mask, smoothing, z_loss, cap):
     return core, count, neg_log_probs, skipped, loss
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4, 5))
-def _dense_ce(x, y, mask, smoothing, z_loss, cap):
-    core = _dense_core(x, y, mask, smoothing, z_loss, cap)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
+def _dense_ce(x, y, mask, hyper):
+    core = _dense_core(x, y, mask, hyper)
     return core[-1][..., 0].astype(x.dtype)
 
 
-def _dense_ce_jvp(smoothing, z_loss, cap, primals, tangents):
+def _dense_ce_jvp(hyper, primals, tangents):
+    smoothing, z_loss, cap, _ = hyper
     x, y, mask = primals
     x_dot, y_dot, _ = tangents
-    core, count, neg_log_probs, skipped, loss = _dense_core(
-        x, y, mask, smoothing, z_loss, cap
-    )
+    core, count, neg_log_probs, skipped, loss = _dense_core(x, y, mask, hyper)
     dtype = loss.dtype
-    loss_dot = jnp.zeros(loss.shape[:-1], dtype)
+    # This device's share of the row sums; combined across devices at the
+    # end when the class axis is sharded.
+    loss_dot = jnp.zeros(loss.shape, dtype)
 
     if not isinstance(x_dot, SymbolicZero):
         # d/dz_j sum_k q_k (lse - z_k) = (sum_k q_k) p_j - q_j, plus the
@@ -497,7 +600,7 @@ def _dense_ce_jvp(smoothing, z_loss, cap, primals, tangents):
         # An empty row has total 0 and exps 0: divide by 1 instead.
         total = jnp.where(core["total"] == 0, 1, core["total"])
         probs = core["exps"] / total
-        coef = scale * jnp.sum(target, axis=-1, keepdims=True)
+        coef = scale * core["classes"].sum(target)
         target = scale * target
         if mask is not None:
             target = jnp.where(mask, target, 0)
@@ -507,7 +610,9 @@ def _dense_ce_jvp(smoothing, z_loss, cap, primals, tangents):
             grad = grad + z_loss_slope(z_loss, core["lse"], scale) * probs
         if cap is not None:
             grad = grad * softcap_slope(x.astype(dtype), cap)
-        loss_dot = loss_dot + jnp.sum(grad * x_dot.astype(dtype), axis=-1)
+        loss_dot = loss_dot + jnp.sum(
+            grad * x_dot.astype(dtype), axis=-1, keepdims=True
+        )
 
     if not isinstance(y_dot, SymbolicZero):
         # d/dy_j = -(1 - a) log p_j. That is +inf at a class of p = 0; it
@@ -519,8 +624,11 @@ def _dense_ce_jvp(smoothing, z_loss, cap, primals, tangents):
         if mask is not None:
             slope = jnp.where(mask, slope, 0)
         slope = jnp.where(skipped, 0, slope)
-        loss_dot = loss_dot + jnp.sum(slope * y_dot.astype(dtype), axis=-1)
+        loss_dot = loss_dot + jnp.sum(
+            slope * y_dot.astype(dtype), axis=-1, keepdims=True
+        )
 
+    loss_dot = core["classes"].combine(loss_dot)[..., 0]
     return loss[..., 0].astype(x.dtype), loss_dot.astype(x.dtype)
 
 
@@ -542,10 +650,16 @@ def _classes_last(x, axes):
     return x
 
 
-def _prepare_logits(logits, axis, where, name):
+def _prepare_logits(logits, axis, where, name, axis_name):
     """Validates logits, axis and mask; returns them with classes last."""
+    _checks.check_axis_name(axis_name, name)
     logits = _checks.as_float_array(logits, name, "logits")
     axes = _checks.canonical_axes(axis, logits.ndim, name)
+    if axis_name is not None and len(axes) != 1:
+        raise ValueError(
+            f"jax_act.{name}: with axis_name, `axis` must be the one class "
+            f"axis that is split across devices; got axes {axes}."
+        )
     if where is not None:
         where = jnp.asarray(where)
         # Optax accepts a per-example mask (the batch shape): it leaves
@@ -569,6 +683,7 @@ def softmax_cross_entropy(
     label_smoothing: float = 0.0,
     z_loss: float = 0.0,
     logit_softcap: float | None = None,
+    axis_name: AxisName = None,
 ) -> jax.Array:
     r"""Cross-entropy between softmax(logits) and probability labels.
 
@@ -622,6 +737,11 @@ def softmax_cross_entropy(
         z_loss: lambda >= 0, weight of the squared log-normaliser (PaLM).
         logit_softcap: c > 0 or None: logits become c * tanh(logits / c)
             before the softmax (Gemma 2).
+        axis_name: mesh axis name (or tuple of names) across which the
+            class axis is split, inside `shard_map`: each device passes its
+            slice of the classes (device i of the mesh axis holding the
+            i-th equal slice) and gets every example's whole loss; only
+            per-row statistics cross devices.
 
     Returns:
         Per-example losses: `logits`' shape without `axis`, in its dtype.
@@ -630,8 +750,9 @@ def softmax_cross_entropy(
         TypeError: for complex logits or labels, a non-boolean `where`, or
             a hyperparameter that is not a concrete number.
         ValueError: for labels of another shape, a bad axis or mask,
-            label_smoothing outside [0, 1), a negative z_loss or a soft cap
-            <= 0.
+            label_smoothing outside [0, 1), a negative z_loss, a soft cap
+            <= 0, or an axis_name that no enclosing shard_map binds (or
+            given with several class axes).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -655,7 +776,9 @@ def softmax_cross_entropy(
         labels that merely broadcast (here the shapes must be equal).
     """
     name = "softmax_cross_entropy"
-    logits, x, mask, axes, _ = _prepare_logits(logits, axis, where, name)
+    logits, x, mask, axes, _ = _prepare_logits(
+        logits, axis, where, name, axis_name
+    )
     labels = _checks.as_float_array(labels, name, "labels")
     if labels.shape != logits.shape:
         raise ValueError(
@@ -668,7 +791,7 @@ def softmax_cross_entropy(
         label_smoothing, z_loss, logit_softcap, name
     )
     y = _classes_last(labels.astype(compute_dtype(x.dtype)), axes)
-    return _dense_ce(x, y, mask, smoothing, z_coef, cap)
+    return _dense_ce(x, y, mask, (smoothing, z_coef, cap, axis_name))
 
 
 def softmax_cross_entropy_with_integer_labels(
@@ -681,6 +804,7 @@ def softmax_cross_entropy_with_integer_labels(
     ignore_index: int | None = None,
     z_loss: float = 0.0,
     logit_softcap: float | None = None,
+    axis_name: AxisName = None,
 ) -> jax.Array:
     r"""Cross-entropy between softmax(logits) and integer class labels.
 
@@ -745,6 +869,12 @@ def softmax_cross_entropy_with_integer_labels(
         z_loss: lambda >= 0, weight of the squared log-normaliser (PaLM).
         logit_softcap: c > 0 or None: logits become c * tanh(logits / c)
             before the softmax (Gemma 2).
+        axis_name: mesh axis name (or tuple of names) across which the
+            class axis is split, inside `shard_map`: each device passes its
+            slice of the classes (device i of the mesh axis holding the
+            i-th equal slice) and gets every example's whole loss; only
+            per-row statistics cross devices. Labels are global class
+            indices.
 
     Returns:
         Per-example losses: `logits`' shape without `axis`, in its dtype.
@@ -753,8 +883,9 @@ def softmax_cross_entropy_with_integer_labels(
         TypeError: for complex logits, non-integer labels, a non-boolean
             `where`, or a hyperparameter that is not a concrete number.
         ValueError: for labels of the wrong shape, a bad axis or mask,
-            label_smoothing outside [0, 1), a negative z_loss or a soft cap
-            <= 0.
+            label_smoothing outside [0, 1), a negative z_loss, a soft cap
+            <= 0, or an axis_name that no enclosing shard_map binds (or
+            given with several class axes).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -784,7 +915,9 @@ def softmax_cross_entropy_with_integer_labels(
         holding the logits.
     """
     name = "softmax_cross_entropy_with_integer_labels"
-    _, x, mask, _, batch_shape = _prepare_logits(logits, axis, where, name)
+    _, x, mask, _, batch_shape = _prepare_logits(
+        logits, axis, where, name, axis_name
+    )
     labels = check_integer_labels(labels, batch_shape, name)
     smoothing, z_coef, cap = check_hyperparameters(
         label_smoothing, z_loss, logit_softcap, name
@@ -793,5 +926,5 @@ def softmax_cross_entropy_with_integer_labels(
     if x.shape[-1] == 0:
         # No class at all: every row is empty, and contributes 0.
         return jnp.zeros(batch_shape, x.dtype)
-    hyper = (smoothing, ignore, z_coef, cap)
+    hyper = (smoothing, ignore, z_coef, cap, axis_name)
     return _integer_ce(x, labels, mask, hyper)
