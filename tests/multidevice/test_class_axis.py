@@ -384,6 +384,8 @@ ELEMENTWISE = [
     functools.partial(jax_act.gelu, approximate="tanh"),
     functools.partial(jax_act.gelu, approximate="sigmoid"),
     functools.partial(jax_act.leaky_relu, negative_slope=0.1),
+    functools.partial(jax_act.prelu, negative_slope=jnp.float32(0.2)),
+    functools.partial(jax_act.swish, beta=1.5),
     jax_act.softmax,
     jax_act.log_softmax,
 ]
