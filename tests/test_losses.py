@@ -357,6 +357,35 @@ def test_infinite_logits():
     np.testing.assert_allclose(grad[2], [-0.5, 0, 0.5, 0], atol=1e-7)
 
 
+def test_probability_labels_fast_path_agrees_with_general_path(rng):
+    # The plain call (no mask or extras) takes a fused fast path that
+    # falls back to the general one for a batch with a -inf logit under a
+    # zero label or a row holding +inf; an all-True mask always takes the
+    # general path. Both must agree, rare rows or not.
+    inf = np.inf
+    x = rng.normal(size=(6, 4)).astype(np.float32)
+    q = rng.dirichlet(np.ones(4), size=6).astype(np.float32)
+    common = dce_grads(x, q)
+    np.testing.assert_allclose(
+        common[0], dce_grads(x, q, where=np.ones_like(x, bool))[0], rtol=1e-6
+    )
+    x[1] = [0.0, -inf, 1.0, 2.0]
+    q[1] = [0.5, 0.0, 0.5, 0.0]  # zero label at -inf: finite
+    x[2] = [inf, 0.0, inf, 1.0]
+    q[2] = [0.5, 0.0, 0.5, 0.0]  # mass on the +inf entries only: log 2
+    x[3] = [inf, 0.0, inf, 1.0]
+    q[3] = [0.5, 0.5, 0.0, 0.0]  # mass on a finite entry beside +inf
+    x[4] = -inf
+    loss, dx, dq = dce_grads(x, q)
+    want = dce_grads(x, q, where=np.ones_like(x, bool))
+    assert loss[3] == inf and loss[4] == inf and np.isfinite(loss[1])
+    np.testing.assert_allclose(loss[2], np.log(2.0), rtol=1e-6)
+    for got, ref in zip((loss, dx, dq), want, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-7)
+    # The untouched rows keep the fast path's values.
+    np.testing.assert_allclose(loss[[0, 5]], common[0][[0, 5]], rtol=1e-6)
+
+
 def test_huge_finite_logits():
     x = np.array([[1e30, -1e30, 0.0], [1e30, -1e30, 0.0]], np.float32)
     y = np.array([0, 2], np.int32)
