@@ -151,17 +151,22 @@ def test_integer_labels(options, rng):
     )
 
 
+def _plain_integer_split():
+    """The integer-label loss, classes split 8 ways, labels replicated."""
+
+    def local(x, y, axis_name):
+        return jax_act.softmax_cross_entropy_with_integer_labels(
+            x, y, axis_name=axis_name
+        )
+
+    return _split(local, MESH, "v", (P(None, "v"), P()), P())
+
+
 def test_integer_labels_out_of_range_give_nan_on_every_device(rng):
     ce = jax_act.softmax_cross_entropy_with_integer_labels
     x = _logits(rng)
     labels = jnp.asarray([0, CLASSES, -1, 5, CLASSES - 1, 9], jnp.int32)
-    split = _split(
-        lambda x, y, axis_name: ce(x, y, axis_name=axis_name),
-        MESH,
-        "v",
-        (P(None, "v"), P()),
-        P(),
-    )
+    split = _plain_integer_split()
     got = np.asarray(split(x, labels))
     assert np.isnan(got[[1, 2]]).all()
     _close(got[[0, 3, 4, 5]], ce(x, labels)[np.array([0, 3, 4, 5])])
@@ -326,16 +331,9 @@ def test_fused_loss_and_gradients_reduce_only_per_row_statistics(rng):
 
 def test_integer_loss_gradient_reduces_only_per_row_statistics(rng):
     rows, classes = 32, 4096
-    ce = jax_act.softmax_cross_entropy_with_integer_labels
     x = _logits(rng, rows=rows, classes=classes)
     labels = jnp.asarray(rng.integers(0, classes, rows), jnp.int32)
-    split = _split(
-        lambda x, y, axis_name: ce(x, y, axis_name=axis_name),
-        MESH,
-        "v",
-        (P(None, "v"), P()),
-        P(),
-    )
+    split = _plain_integer_split()
     step = jax.jit(jax.value_and_grad(lambda x: jnp.mean(split(x, labels))))
     found = collectives(step.lower(x).compile().as_text())
     assert found and {op for op, _ in found} == {"all-reduce"}, found
