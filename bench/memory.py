@@ -6,8 +6,10 @@ Two comparisons, loss plus gradients, in one run:
    weight [D, V] then integer-label cross-entropy, mean over examples,
    gradients with respect to hidden and weight. jax_act's
    ``linear_softmax_cross_entropy`` (chunked over V, never holding the
-   [N, V] logits) against ``optax.softmax_cross_entropy_with_integer_labels``
-   on the materialised ``hidden @ weight``.
+   [N, V] logits; and, as ``fused_mean``, its ``reduction='mean'`` path,
+   which visits blocks of rows and forms the gradients in the forward
+   pass) against ``optax.softmax_cross_entropy_with_integer_labels`` on
+   the materialised ``hidden @ weight``.
 2. ``logits``: the cross-entropy alone on materialised [N, V] logits,
    gradient with respect to the logits: jax_act's
    ``softmax_cross_entropy_with_integer_labels`` against Optax's.
@@ -20,7 +22,8 @@ ratio; the process CPU time per call is recorded too, as it suffers less
 than wall time from other processes on a shared machine. For the fused
 loss the run also times one ``hidden @ weight`` product and the loss
 alone, to say where the time goes: the fused loss and its gradient do four
-such products (one forward, three backward), the materialised one three.
+such products (one forward, three backward), the materialised one and
+``fused_mean`` three.
 
 Usage::
 
@@ -66,7 +69,12 @@ def _linear_losses(chunk_size: int | None) -> dict[str, Callable]:
             optax.softmax_cross_entropy_with_integer_labels(logits, y)
         )
 
-    return {"fused": fused, "optax": materialised}
+    def fused_mean(h, w, y):
+        # The reduced path: the gradients formed in the forward pass over
+        # blocks of rows, three matrix products instead of four.
+        return jax_act.linear_softmax_cross_entropy(h, w, y, reduction="mean")
+
+    return {"fused": fused, "fused_mean": fused_mean, "optax": materialised}
 
 
 def _logit_losses() -> dict[str, Callable]:

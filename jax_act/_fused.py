@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from jax_act import _checks, _losses
+from jax_act import _checks, _fused_reduced, _losses
 from jax_act._numerics import compute_dtype
 from jax_act._typing import AxisName
 
@@ -115,43 +115,6 @@ def _update(array, chunk_values, start, axis):
     )
 
 
-def _varying_axes(array):
-    """The mesh axes a value varies over inside `shard_map` (else none)."""
-    aval = jax.typeof(array)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:  # jax >= 0.10
-        return set(manual.varying)
-    return set(getattr(aval, "vma", ()))  # earlier releases
-
-
-def _varying_like(init, *arrays):
-    """The scan's initial carry, typed as varying where its inputs vary.
-
-    Inside `shard_map`, JAX types each value by the mesh axes it varies
-    over, and a scan's carry must keep its type. The carry soon depends on
-    the (split) weight, so the zeros it starts from are cast to vary over
-    the same mesh axes as the inputs. Outside `shard_map` nothing varies.
-    """
-    axes = set()
-    for array in arrays:
-        if array is not None:
-            axes |= _varying_axes(array)
-    if not axes:
-        return init
-    axes = tuple(axes)
-    if hasattr(jax.lax, "pcast"):
-
-        def cast(v):
-            return jax.lax.pcast(v, axes, to="varying")
-
-    else:  # jax 0.6 and 0.7 spell it pvary
-
-        def cast(v):
-            return jax.lax.pvary(v, axes)
-
-    return jax.tree.map(cast, init)
-
-
 def _scan_chunks(step, init, num_classes, chunk):
     """Runs carry = step(carry, offset, width) over [0, V) by chunks.
 
@@ -202,7 +165,7 @@ def _forward(h, w, b, labels, hyper, chunk):
         jnp.zeros((num_rows,), dtype),
         jnp.zeros((num_rows,), dtype),
     )
-    init = _varying_like(init, h, w, b, labels)
+    init = _losses.varying_like(init, h, w, b, labels)
 
     def step(state, offset, width):
         w_chunk = _slice(w, offset, width, 1)
@@ -312,7 +275,7 @@ def _backward(h, w, b, labels, hyper, chunk, rows, loss_bar):
         jnp.zeros(w.shape, w.dtype),
         None if b is None else jnp.zeros(b.shape, b.dtype),
     )
-    init = _varying_like(init, h, w, b, labels, loss_bar, *rows)
+    init = _losses.varying_like(init, h, w, b, labels, loss_bar, *rows)
     (dh, dw, db), _ = _scan_chunks(step, init, classes.width, chunk)
     # Sharded, each device holds its columns' share of dL/dh: summed over
     # the devices, as the hidden states are the same on each.
@@ -370,6 +333,7 @@ def linear_softmax_cross_entropy(
     z_loss: float = 0.0,
     logit_softcap: float | None = None,
     axis_name: AxisName = None,
+    reduction: str = "none",
 ) -> jax.Array:
     r"""Cross-entropy of a linear layer's logits, never holding the logits.
 
@@ -417,9 +381,12 @@ def linear_softmax_cross_entropy(
         weight: [D, V] output matrix.
         labels: integer class indices of shape hidden.shape[:-1].
         bias: optional [V] bias.
-        chunk_size: classes per chunk; None picks a power of two near
-            2^23 / N, within [128, 8192] (1024 at N = 8192). Memory for
-            the chunk buffers grows as N * chunk_size. Need not divide V.
+        chunk_size: with reduction 'none', classes per chunk; None picks a
+            power of two near 2^23 / N, within [128, 8192] (1024 at
+            N = 8192). Memory for the chunk buffers grows as
+            N * chunk_size. With 'mean' or 'sum', examples per block; None
+            picks a power of two near 2^24 / V, within [8, 4096] (512 at
+            V = 32768). Need not divide V (or N).
         label_smoothing: a in [0, 1): mixes the one-hot target with the
             uniform distribution over the V classes.
         ignore_index: None or an int: examples with this label get loss 0
@@ -438,18 +405,28 @@ def linear_softmax_cross_entropy(
             those for `weight` and `bias` stay on their device. V that
             does not divide evenly: pad `weight` with zero columns and
             `bias` with -inf (label_smoothing would count the padding).
+        reduction: 'none' (per-example losses, the V-chunked path above),
+            'mean' or 'sum' over the examples. A reduced loss has one
+            number as its cotangent, so its gradients are computed in the
+            forward pass and kept: blocks of examples are visited, each
+            holding its [rows, V] logits, and the gradients need three
+            matrix products instead of four (measured here at N = 8192,
+            D = 1024, V = 32768: 0.87x Optax's time against 1.16x for
+            'none', with 194 MiB of temporaries against 96 MiB; Optax
+            2048 MiB). The memory of a block grows with V, so for very
+            large vocabularies 'none' (then a mean) scales better.
 
     Returns:
-        Per-example losses of shape hidden.shape[:-1], in the promoted
-        dtype of `hidden` and `weight`.
+        Per-example losses of shape hidden.shape[:-1] (reduction 'none')
+        or a scalar, in the promoted dtype of `hidden` and `weight`.
 
     Raises:
         TypeError: for complex or non-numeric arrays, non-integer labels,
             or a hyperparameter or chunk_size of the wrong type.
         ValueError: for mismatched shapes, an empty class axis, a
             chunk_size <= 0, label_smoothing outside [0, 1), a negative
-            z_loss, a soft cap <= 0, or an axis_name that no enclosing
-            shard_map binds.
+            z_loss, a soft cap <= 0, an axis_name that no enclosing
+            shard_map binds, or an unknown reduction.
 
     Examples:
         >>> import jax.numpy as jnp
@@ -507,14 +484,37 @@ def linear_softmax_cross_entropy(
     )
     ignore = _losses.check_ignore_index(ignore_index, name)
     chunk = _check_chunk_size(chunk_size, name)
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"jax_act.{name}: `reduction` must be one of {_REDUCTIONS}; got "
+            f"{reduction!r}."
+        )
 
     h = hidden.reshape(-1, hidden.shape[-1])
     flat_labels = labels.reshape(-1)
-    if chunk is None:
-        chunk = _default_chunk_size(h.shape[0], num_classes)
-    chunk = min(chunk, num_classes)
     out_dtype = jnp.result_type(hidden, weight)
     dtype = compute_dtype(out_dtype)
     hyper = (smoothing, ignore, z_coef, cap, dtype, axis_name)
+    if reduction != "none":
+        return _reduced(h, weight, bias, flat_labels, hyper, chunk, reduction)
+    if chunk is None:
+        chunk = _default_chunk_size(h.shape[0], num_classes)
+    chunk = min(chunk, num_classes)
     loss = _fused(h, weight, bias, flat_labels, hyper, chunk)
     return loss.astype(out_dtype).reshape(batch_shape)
+
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _reduced(h, w, b, labels, hyper, rows, reduction):
+    """The mean or sum over examples, by blocks of rows (_fused_reduced)."""
+    num_rows = h.shape[0]
+    if num_rows == 0:
+        return jnp.zeros((), jnp.result_type(h, w))
+    if rows is None:
+        rows = _fused_reduced.default_rows(num_rows, w.shape[1])
+    rows = min(rows, num_rows)
+    scale = 1.0 / num_rows if reduction == "mean" else 1.0
+    loss = _fused_reduced.reduced(h, w, b, labels, hyper, rows, scale)
+    return loss.astype(jnp.result_type(h, w))

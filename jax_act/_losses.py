@@ -294,6 +294,43 @@ class ClassAxis:
         return jnp.where(owned, local, self.width)
 
 
+def _varying_axes(array):
+    """The mesh axes a value varies over inside `shard_map` (else none)."""
+    aval = jax.typeof(array)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:  # jax >= 0.10
+        return set(manual.varying)
+    return set(getattr(aval, "vma", ()))  # earlier releases
+
+
+def varying_like(init, *arrays):
+    """The scan's initial carry, typed as varying where its inputs vary.
+
+    Inside `shard_map`, JAX types each value by the mesh axes it varies
+    over, and a scan's carry must keep its type. The carry soon depends on
+    the (split) weight, so the zeros it starts from are cast to vary over
+    the same mesh axes as the inputs. Outside `shard_map` nothing varies.
+    """
+    axes = set()
+    for array in arrays:
+        if array is not None:
+            axes |= _varying_axes(array)
+    if not axes:
+        return init
+    axes = tuple(axes)
+    if hasattr(jax.lax, "pcast"):
+
+        def cast(v):
+            return jax.lax.pcast(v, axes, to="varying")
+
+    else:  # jax 0.6 and 0.7 spell it pvary
+
+        def cast(v):
+            return jax.lax.pvary(v, axes)
+
+    return jax.tree.map(cast, init)
+
+
 # ---------------------------------------------------------------------------
 # Integer labels. Arrays here are already validated, class axis last.
 #
@@ -322,6 +359,14 @@ def _put_at(values, index, new):
     flat = values.reshape(-1, values.shape[-1])
     rows = jnp.arange(flat.shape[0])
     flat = flat.at[rows, index.reshape(-1)].set(new, mode="drop")
+    return flat.reshape(values.shape)
+
+
+def add_at(values, index, new):
+    """Returns `values` with values[..., index] += new, one entry per row."""
+    flat = values.reshape(-1, values.shape[-1])
+    rows = jnp.arange(flat.shape[0])
+    flat = flat.at[rows, index.reshape(-1)].add(new.reshape(-1), mode="drop")
     return flat.reshape(values.shape)
 
 
@@ -401,7 +446,7 @@ def _normaliser(x, mask, cap, pivot, classes, in_place):
     )
 
 
-def _integer_core(x, labels, mask, hyper, in_place):
+def integer_core(x, labels, mask, hyper, in_place):
     """The loss (keepdims) and what the gradient needs, as a dict."""
     smoothing, ignore_index, z_loss, cap, axis_name = hyper
     dtype = compute_dtype(x.dtype)
@@ -455,7 +500,7 @@ def _integer_core(x, labels, mask, hyper, in_place):
     return core
 
 
-def _integer_gradient(x, mask, hyper, core):
+def integer_gradient(x, mask, hyper, core):
     """dL/dx as a dense part and the weight of the label's entry.
 
     dL/dz = c p - a / K - (1 - a) onehot(y) with c = 1 + 2 lambda lse and
@@ -505,7 +550,7 @@ def _integer_gradient(x, mask, hyper, core):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3,))
 def _integer_ce(x, labels, mask, hyper):
-    core = _integer_core(x, labels, mask, hyper, in_place=False)
+    core = integer_core(x, labels, mask, hyper, in_place=False)
     return core["loss"][..., 0].astype(x.dtype)
 
 
@@ -513,8 +558,8 @@ def _integer_ce(x, labels, mask, hyper):
 def _integer_ce_jvp(hyper, primals, tangents):
     x, labels, mask = primals
     x_dot = tangents[0]
-    core = _integer_core(x, labels, mask, hyper, in_place=True)
-    dense, label_weight = _integer_gradient(x, mask, hyper, core)
+    core = integer_core(x, labels, mask, hyper, in_place=True)
+    dense, label_weight = integer_gradient(x, mask, hyper, core)
     x_dot = x_dot.astype(dense.dtype)
     # <dL/dx, x_dot> = <dense, x_dot> + label_weight * x_dot[y]. Reverse
     # mode transposes the gather into a scatter-add of one number per row.

@@ -116,6 +116,75 @@ def test_fused_equals_materialised(v, chunk, extras):
     _assert_close(got, want, 2e-5)
 
 
+@_numpy_out
+@functools.partial(jax.jit, static_argnames=(*STATIC, "reduction"))
+def reduced_pair(h, w, b, y, reduction, **kwargs):
+    """The reduced fused loss and the reduction of the materialised one,
+    each with its gradients (hidden, weight, bias)."""
+    reduce = jnp.mean if reduction == "mean" else jnp.sum
+
+    def ours(h, w, b):
+        return LCE(h, w, y, bias=b, reduction=reduction, **kwargs)
+
+    def plain(h, w, b):
+        kwargs.pop("chunk_size", None)
+        logits = jnp.dot(h, w, precision="highest") + b[None, :]
+        return reduce(ICE(logits, y, **kwargs))
+
+    grad = functools.partial(jax.value_and_grad, argnums=(0, 1, 2))
+    return grad(ours)(h, w, b), grad(plain)(h, w, b)
+
+
+@pytest.mark.parametrize(
+    ("n", "rows", "reduction", "extras"),
+    [
+        (37, 8, "mean", {}),  # four blocks of 8 and a remainder of 5
+        (37, 8, "sum", ALL),
+        (6, None, "mean", {"ignore_index": 3}),  # one block, default size
+        (1, 4, "sum", {"z_loss": 1e-3}),  # fewer rows than a block
+    ],
+)
+def test_reduced_equals_reduced_materialised(n, rows, reduction, extras):
+    h, w, b, y, _ = _problem(n, 8, 97, seed=n)
+    if "ignore_index" in extras:
+        y[1] = extras["ignore_index"]
+    (loss, grads), (want_loss, want_grads) = reduced_pair(
+        h, w, b, y, reduction, chunk_size=rows, **extras
+    )
+    _assert_close((loss, *grads), (want_loss, *want_grads), 2e-5)
+
+
+def test_reduced_cotangent_scales_every_gradient():
+    h, w, b, y, _ = _problem(9, 4, 30, seed=2)
+
+    def loss(h, w, b):
+        return LCE(h, w, y, bias=b, reduction="mean", chunk_size=4)
+
+    _, vjp = jax.vjp(loss, h, w, b)
+    once = vjp(jnp.float32(1.0))
+    thrice = vjp(jnp.float32(-3.0))
+    for a, c in zip(once, thrice, strict=True):
+        np.testing.assert_allclose(c, -3.0 * a, rtol=1e-6)
+
+
+def test_reduced_out_of_range_label_is_nan():
+    h, w, b, y, _ = _problem(5, 4, 7, seed=6)
+    y[2] = 7
+    (loss, grads), _ = reduced_pair(h, w, b, y, "mean", chunk_size=2)
+    assert np.isnan(loss) and np.isnan(grads[1]).all()
+
+
+def test_reduced_check_grads_reverse_second_order():
+    h, w, b, y, _ = _problem(5, 3, 6, seed=7)
+    with jax.enable_x64(True):
+
+        def f(h, w, b):
+            return LCE(h, w, y, bias=b, chunk_size=2, reduction="sum", **ALL)
+
+        args = tuple(a.astype(np.float64) for a in (h, w, b))
+        check_grads(jax.jit(f), args, order=2, modes=("rev",))
+
+
 def test_matches_float64_reference():
     h, w, b, y, cotangent = _problem(5, 6, 50, seed=1)
     got = fused(h, w, b, y, cotangent, chunk_size=16, **ALL)
@@ -264,6 +333,8 @@ def test_bad_shapes_and_labels():
         LCE(h, w[:, :0], y)
     with pytest.raises(TypeError, match="complex"):
         LCE(h.astype(np.complex64), w, y)
+    with pytest.raises(ValueError, match="reduction"):
+        LCE(h, w, y, reduction="average")
 
 
 # --------------------------------------------------------------------------
@@ -287,6 +358,9 @@ def test_temporary_memory_is_a_fraction_of_materialised():
     def fused_loss(h, w, y):
         return jnp.mean(LCE(h, w, y, chunk_size=1024))
 
+    def reduced_loss(h, w, y):
+        return LCE(h, w, y, chunk_size=64, reduction="mean")
+
     def optax_loss(h, w, y):
         return jnp.mean(
             optax.softmax_cross_entropy_with_integer_labels(h @ w, y)
@@ -296,6 +370,8 @@ def test_temporary_memory_is_a_fraction_of_materialised():
     fused_temp, optax_temp = temp_bytes(fused_loss), temp_bytes(optax_loss)
     assert optax_temp >= n * v * 4
     assert fused_temp <= optax_temp / 8
+    # Blocks of 64 rows: 4 MiB of logits each, and the gradients it keeps.
+    assert temp_bytes(reduced_loss) <= optax_temp / 8
 
 
 def test_memory_harness_smoke(tmp_path):

@@ -258,6 +258,35 @@ def test_fused_weight_split_over_classes(options, rng):
     _compare(one_device, sharded, args, (0, 1, 2), (ROWS,), rng)
 
 
+def test_fused_mean_weight_split_over_classes(rng):
+    # reduction="mean": blocks of rows, the gradients formed in the forward.
+    hidden, weight, bias, labels = _fused_inputs(rng)
+    options = dict(reduction="mean", label_smoothing=0.1)
+
+    def local(h, w, b, y, axis_name):
+        return jax_act.linear_softmax_cross_entropy(
+            h, w, y, bias=b, axis_name=axis_name, chunk_size=4, **options
+        )
+
+    specs = (P(), P(None, "v"), P("v"), P())
+    split = _split(local, MESH, "v", specs, P())
+
+    def one_device(h, w, b):
+        return jax_act.linear_softmax_cross_entropy(
+            h, w, labels, bias=b, **options
+        )
+
+    args = (hidden, weight, bias)
+    _compare(
+        one_device,
+        lambda h, w, b: split(h, w, b, labels),
+        args,
+        (0, 1, 2),
+        (),
+        rng,
+    )
+
+
 def test_fused_uneven_vocabulary_padded_on_a_two_axis_mesh(rng):
     classes = 59
     hidden, weight, bias, labels = _fused_inputs(rng, classes=classes)
