@@ -45,3 +45,31 @@ def test_class_axis_sharded_over_8_devices():
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     # Every test ran: none was skipped for want of devices.
     assert "skipped" not in run.stdout, run.stdout[-3000:]
+
+
+def test_sharding_figures_script_runs():
+    # bench/sharding.py, which prints the figures the README quotes.
+    command = [
+        sys.executable,
+        "-m",
+        "bench.sharding",
+        "--devices",
+        "2",
+        "--rows",
+        "8",
+        "--width",
+        "4",
+        "--classes",
+        "64",
+    ]
+    run = subprocess.run(
+        command,
+        cwd=HERE.parent,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert run.stdout.count("all-reduce") >= 3, run.stdout
+    assert "all-gather" not in run.stdout, run.stdout
