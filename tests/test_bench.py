@@ -23,7 +23,14 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from bench import __main__ as cli  # noqa: E402
-from bench import cases_softmax, registry, report, timing, ulp  # noqa: E402
+from bench import (  # noqa: E402
+    cases_softmax,
+    registry,
+    report,
+    softmax_error,
+    timing,
+    ulp,
+)
 
 SOFTMAX_FAMILY = {"softmax", "log_softmax", "logsumexp", "sigmoid"}
 SOFTMAX_FAMILY |= {"log_sigmoid"}
@@ -450,3 +457,13 @@ def test_memory_runs_unless_filtered_to_other_cases():
     assert report.memory_wanted(["losses"], None)
     assert not report.memory_wanted(["softmax"], None)
     assert not report.memory_wanted(None, ["softmax"])
+
+
+def test_softmax_error_budget_mirrors_the_library():
+    figures = softmax_error.run(rows=4, width=512, scale=10.0)
+    # The step-by-step copy computes what jax_act.softmax computes.
+    assert figures["softmax_ulp"] == pytest.approx(
+        figures["jax_act_softmax_ulp"], abs=0.51
+    )
+    assert 0 < figures["exp_alone_ulp"] <= figures["numerator_ulp"] + 1
+    assert figures["softmax_ulp"] <= 6
