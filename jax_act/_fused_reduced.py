@@ -58,7 +58,7 @@ def _block(h, w, b, labels, hyper, scale):
 
     # The materialised loss's own machinery, on this block: the dense part
     # of the gradient, with the label's weight added at its column.
-    core = _losses.integer_core(logits, labels, None, loss_hyper, True)
+    core = _losses.integer_core(logits, labels, None, loss_hyper, in_place=True)
     dense, label_weight = _losses.integer_gradient(
         logits, None, loss_hyper, core
     )
