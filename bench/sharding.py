@@ -11,18 +11,30 @@ with its type. tests/multidevice checks the same properties on each run.
 """
 
 import argparse
+import math
 import os
 import re
 
+# One HLO instruction: "%name = TYPE op(", TYPE a shape such as
+# f32[256]{0} or, when XLA merges several collectives, a tuple of them.
 _COLLECTIVE = re.compile(
     r"= (\([^)]*\)|\S+) (all-reduce|all-gather|all-to-all|"
     r"collective-permute|reduce-scatter)(?:-start)?\("
 )
+_SHAPE = re.compile(r"\w+\[([\d,]*)\]")
 
 
-def _collectives(hlo_text):
-    """'op type' for each collective instruction of an HLO module."""
-    return [f"{op} {kind}" for kind, op in _COLLECTIVE.findall(hlo_text)]
+def collectives(hlo_text):
+    """(op, result type) of each collective instruction of an HLO module."""
+    return [(op, kind) for kind, op in _COLLECTIVE.findall(hlo_text)]
+
+
+def array_sizes(result_type):
+    """The element count of each array in an HLO result type."""
+    return [
+        math.prod(int(d) for d in dims.split(",") if d)
+        for dims in _SHAPE.findall(result_type)
+    ]
 
 
 def _rel(a, b):
@@ -50,8 +62,8 @@ def _report(name, one, split, args):
         f"{name}: loss rel. diff {_rel(value, want_value):.1e}, "
         f"gradients {diffs}"
     )
-    for line in _collectives(step.lower(*args).compile().as_text()):
-        print(f"    {line}")
+    for op, kind in collectives(step.lower(*args).compile().as_text()):
+        print(f"    {op} {kind}")
 
 
 def main(argv=None):

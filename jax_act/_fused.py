@@ -411,7 +411,7 @@ def linear_softmax_cross_entropy(
             forward pass and kept: blocks of examples are visited, each
             holding its [rows, V] logits, and the gradients need three
             matrix products instead of four (measured here at N = 8192,
-            D = 1024, V = 32768: 0.87x Optax's time against 1.16x for
+            D = 1024, V = 32768: 0.89x Optax's time against 1.18x for
             'none', with 194 MiB of temporaries against 96 MiB; Optax
             2048 MiB). The memory of a block grows with V, so for very
             large vocabularies 'none' (then a mean) scales better.
@@ -496,7 +496,9 @@ def linear_softmax_cross_entropy(
     dtype = compute_dtype(out_dtype)
     hyper = (smoothing, ignore, z_coef, cap, dtype, axis_name)
     if reduction != "none":
-        return _reduced(h, weight, bias, flat_labels, hyper, chunk, reduction)
+        return _fused_reduced.reduced(
+            h, weight, bias, flat_labels, hyper, chunk, reduction
+        )
     if chunk is None:
         chunk = _default_chunk_size(h.shape[0], num_classes)
     chunk = min(chunk, num_classes)
@@ -505,16 +507,3 @@ def linear_softmax_cross_entropy(
 
 
 _REDUCTIONS = ("none", "mean", "sum")
-
-
-def _reduced(h, w, b, labels, hyper, rows, reduction):
-    """The mean or sum over examples, by blocks of rows (_fused_reduced)."""
-    num_rows = h.shape[0]
-    if num_rows == 0:
-        return jnp.zeros((), jnp.result_type(h, w))
-    if rows is None:
-        rows = _fused_reduced.default_rows(num_rows, w.shape[1])
-    rows = min(rows, num_rows)
-    scale = 1.0 / num_rows if reduction == "mean" else 1.0
-    loss = _fused_reduced.reduced(h, w, b, labels, hyper, rows, scale)
-    return loss.astype(jnp.result_type(h, w))

@@ -38,7 +38,7 @@ _MIN_ROWS = 8
 _MAX_ROWS = 4096
 
 
-def default_rows(num_rows, num_classes):
+def _default_rows(num_rows, num_classes):
     """A power of two near _BLOCK_ELEMENTS / V, in [8, 4096], <= N."""
     target = max(_BLOCK_ELEMENTS // max(num_classes, 1), 1)
     rows = 1 << (target.bit_length() - 1)
@@ -63,9 +63,8 @@ def _block(h, w, b, labels, hyper, scale):
         logits, None, loss_hyper, core
     )
     local, owned = core["pivot"]
-    if core["classes"].sharded:
-        label_weight = jnp.where(owned, label_weight, 0)
-    grad = _losses.add_at(dense, local, label_weight) * scale
+    label_weight = core["classes"].owned_only(label_weight, owned)
+    grad = _losses.scatter_at(dense, local, label_weight, add=True) * scale
 
     operand = jnp.result_type(h, w)
     grad_op = grad.astype(operand)
@@ -129,10 +128,23 @@ def _forward(h, w, b, labels, hyper, rows, scale):
     return loss * scale, (dh, dw, db)
 
 
-def reduced(h, w, b, labels, hyper, rows, scale):
-    """The sum (scale 1) or mean (scale 1/N) of the per-example losses."""
+def reduced(h, w, b, labels, hyper, rows, reduction):
+    """The 'mean' or 'sum' of the per-example losses of h [N, D] @ w.
+
+    `rows` is the block size (None for the default); the result is a
+    scalar in the promoted dtype of h and w.
+    """
+    out_dtype = jnp.result_type(h, w)
+    num_rows = h.shape[0]
+    if num_rows == 0:
+        return jnp.zeros((), out_dtype)
+    if rows is None:
+        rows = _default_rows(num_rows, w.shape[1])
+    rows = min(rows, num_rows)
+    scale = 1.0 / num_rows if reduction == "mean" else 1.0
     dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
-    return _reduced(h, w, b, labels, hyper, rows, scale, dtypes)
+    loss = _reduced(h, w, b, labels, hyper, rows, scale, dtypes)
+    return loss.astype(out_dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))

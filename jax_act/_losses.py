@@ -252,15 +252,18 @@ class ClassAxis:
         owned = (local >= 0) & (local < self.width)
         return jnp.clip(local, 0, max(self.width - 1, 0)), owned
 
+    def owned_only(self, values, owned):
+        """Per-row values where this device holds the index, else 0."""
+        if not self.sharded:
+            return values
+        return jnp.where(owned, values, jnp.zeros((), values.dtype))
+
     def pick(self, v, local, owned):
         """v[..., index] for one global index per row, keepdims."""
-        picked = jnp.take_along_axis(v, local, axis=-1)
-        if not self.sharded:
-            return picked
+        picked = self.owned_only(jnp.take_along_axis(v, local, axis=-1), owned)
         if picked.dtype == jnp.bool_:
-            picked = jnp.where(owned, picked, False).astype(jnp.int32)
-            return self.combine(picked) > 0
-        return self.combine(jnp.where(owned, picked, 0))
+            return self.combine(picked.astype(jnp.int32)) > 0
+        return self.combine(picked)
 
     def argmax(self, v):
         """The row's argmax as (local index, owned), keepdims.
@@ -274,7 +277,9 @@ class ClassAxis:
         maximum; its index is clipped in range, and its loss is NaN.
         """
         local_max = jnp.max(v, axis=-1, keepdims=True)
-        top = self.max(v) if self.sharded else local_max
+        top = local_max
+        if self.sharded:
+            top = jax.lax.pmax(local_max, self.axis_name)
         cols = jax.lax.broadcasted_iota(jnp.int32, v.shape, v.ndim - 1)
         first = jnp.min(
             jnp.where(v == top, cols, self.width), axis=-1, keepdims=True
@@ -354,19 +359,16 @@ def _transform(x, mask, cap):
     return z
 
 
-def _put_at(values, index, new):
-    """Returns `values` with values[..., index] = new, one entry per row."""
-    flat = values.reshape(-1, values.shape[-1])
-    rows = jnp.arange(flat.shape[0])
-    flat = flat.at[rows, index.reshape(-1)].set(new, mode="drop")
-    return flat.reshape(values.shape)
+def scatter_at(values, index, new, add=False):
+    """values[..., index] = new (or += new with `add`), one entry per row.
 
-
-def add_at(values, index, new):
-    """Returns `values` with values[..., index] += new, one entry per row."""
+    An index past the end of the row (a class another device holds) is
+    dropped.
+    """
     flat = values.reshape(-1, values.shape[-1])
-    rows = jnp.arange(flat.shape[0])
-    flat = flat.at[rows, index.reshape(-1)].add(new.reshape(-1), mode="drop")
+    at = flat.at[jnp.arange(flat.shape[0]), index.reshape(-1)]
+    new = jnp.broadcast_to(new, index.shape).reshape(-1)
+    flat = at.add(new, mode="drop") if add else at.set(new, mode="drop")
     return flat.reshape(values.shape)
 
 
@@ -381,7 +383,7 @@ def _sum_off_label(exps, index, in_place):
     """
     num_classes = exps.shape[-1]
     if in_place or num_classes > 2**24:
-        exps = _put_at(exps, index, 0)
+        exps = scatter_at(exps, index, 0)
         return jnp.sum(exps, axis=-1, keepdims=True), exps
     cols = jax.lax.broadcasted_iota(exps.dtype, exps.shape, exps.ndim - 1)
     off = jnp.minimum(jnp.abs(cols - index.astype(exps.dtype)), 1)
@@ -564,9 +566,9 @@ def _integer_ce_jvp(hyper, primals, tangents):
     # <dL/dx, x_dot> = <dense, x_dot> + label_weight * x_dot[y]. Reverse
     # mode transposes the gather into a scatter-add of one number per row.
     local, owned = core["pivot"]
-    picked = jnp.take_along_axis(x_dot, local, axis=-1)
-    if core["classes"].sharded:
-        picked = jnp.where(owned, picked, 0)
+    picked = core["classes"].owned_only(
+        jnp.take_along_axis(x_dot, local, axis=-1), owned
+    )
     local_dot = jnp.sum(dense * x_dot, axis=-1, keepdims=True)
     loss_dot = core["classes"].combine(local_dot + label_weight * picked)
     loss_dot = loss_dot[..., 0]
@@ -645,8 +647,12 @@ def _dense_core(x, y, mask, hyper):
 _SUSPECT = 2.0**100
 
 
+# (smoothing, z_loss, cap, axis_name) of the plain call.
+_PLAIN = (0.0, 0.0, None, None)
+
+
 def _is_plain(mask, hyper):
-    return mask is None and hyper == (0.0, 0.0, None, None)
+    return mask is None and hyper == _PLAIN
 
 
 def _dense_loss(x, y, mask, hyper):
@@ -675,7 +681,7 @@ def _plain_dense_jvp(x, y, x_dot, y_dot):
     """
     z = x.astype(compute_dtype(x.dtype))
     dtype = z.dtype
-    loss = _dense_loss(x, y, None, (0.0, 0.0, None, None))
+    loss = _dense_loss(x, y, None, _PLAIN)
     loss_dot = jnp.zeros(loss.shape, dtype)
     if not isinstance(x_dot, SymbolicZero):
         # (sum_k q_k) p_j - q_j

@@ -126,10 +126,11 @@ def reduced_pair(h, w, b, y, reduction, **kwargs):
     def ours(h, w, b):
         return LCE(h, w, y, bias=b, reduction=reduction, **kwargs)
 
+    plain_kwargs = {k: v for k, v in kwargs.items() if k != "chunk_size"}
+
     def plain(h, w, b):
-        kwargs.pop("chunk_size", None)
         logits = jnp.dot(h, w, precision="highest") + b[None, :]
-        return reduce(ICE(logits, y, **kwargs))
+        return reduce(ICE(logits, y, **plain_kwargs))
 
     grad = functools.partial(jax.value_and_grad, argnums=(0, 1, 2))
     return grad(ours)(h, w, b), grad(plain)(h, w, b)

@@ -10,7 +10,8 @@ values and gradients, to float32 accuracy.
 """
 
 import functools
-import re
+import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +21,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jax_act
+
+# bench/ is a top-level folder of the repository, not an installed package.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from bench.sharding import array_sizes, collectives
 
 if jax.device_count() < 8:
     pytest.skip(
@@ -317,23 +322,14 @@ def test_fused_uneven_vocabulary_padded_on_a_two_axis_mesh(rng):
 
 # --- What crosses devices: the compiled HLO. ---
 
-# One HLO instruction: "%name = TYPE op(", TYPE a shape such as
-# f32[256]{0} or, when XLA merges several collectives, a tuple of them.
-_COLLECTIVE = re.compile(
-    r"= (\([^)]*\)|\S+) (all-reduce|all-gather|all-to-all|"
-    r"collective-permute|reduce-scatter)(?:-start)?\("
-)
-_SHAPE = re.compile(r"\w+\[([\d,]*)\]")
 
-
-def collectives(compiled_text):
+def collective_sizes(compiled_text):
     """(op, element count) for each array every collective moves."""
-    found = []
-    for result_type, op in _COLLECTIVE.findall(compiled_text):
-        for dims in _SHAPE.findall(result_type):
-            sizes = [int(d) for d in dims.split(",") if d]
-            found.append((op, int(np.prod(sizes or [1]))))
-    return found
+    return [
+        (op, count)
+        for op, result_type in collectives(compiled_text)
+        for count in array_sizes(result_type)
+    ]
 
 
 def test_fused_loss_and_gradients_reduce_only_per_row_statistics(rng):
@@ -349,7 +345,7 @@ def test_fused_loss_and_gradients_reduce_only_per_row_statistics(rng):
 
     step = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))
     text = step.lower(hidden, weight, bias).compile().as_text()
-    found = collectives(text)
+    found = collective_sizes(text)
     ops = {op for op, _ in found}
     assert ops == {"all-reduce"}, found
     # Per-row statistics, and dL/dh (rows x width, the hidden states'
@@ -364,7 +360,7 @@ def test_integer_loss_gradient_reduces_only_per_row_statistics(rng):
     labels = jnp.asarray(rng.integers(0, classes, rows), jnp.int32)
     split = _plain_integer_split()
     step = jax.jit(jax.value_and_grad(lambda x: jnp.mean(split(x, labels))))
-    found = collectives(step.lower(x).compile().as_text())
+    found = collective_sizes(step.lower(x).compile().as_text())
     assert found and {op for op, _ in found} == {"all-reduce"}, found
     assert max(count for _, count in found) <= rows, found
 
