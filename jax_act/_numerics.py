@@ -130,6 +130,18 @@ def _shifted_exp(u_hi, lim, capped):
     return scale, jnp.exp(jnp.minimum(arg, lim.arg_cap)), vanish
 
 
+def _corrected(e, u_lo):
+    """exp(-(u_hi + u_lo)) scaled, from e = exp(-u_hi) scaled.
+
+    exp(-u_lo) = 1 - u_lo + O(u_lo^2), and u_lo is a few ULPs of u_hi
+    (below 1e-4), so the product is exact to float32 rounding. Folding the
+    correction into the exponential corrects sigmoid(u) and sigmoid(-u)
+    alike, for two operations. Written as a product, not e - e u_lo, so
+    that an overflowed e stays inf (never inf - inf).
+    """
+    return e if u_lo is None else e * (1 - u_lo)
+
+
 def x_logistic(
     x: jax.Array,
     u_hi: jax.Array,
@@ -157,40 +169,29 @@ def x_logistic(
         x = jnp.maximum(x, -lim.max)
     elif rising is False:
         x = jnp.minimum(x, lim.max)
-    # Where the gate vanishes e may overflow to inf: r = 0, a clean zero.
+    # Where the gate vanishes e may overflow to inf: a clean zero.
     scale, e, _ = _shifted_exp(u_hi, lim, capped=False)
-    if u_lo is None:
-        return (x * scale) / (scale + e)
-    r = 1 / (scale + e)
-    # s(u_hi + u_lo) = s(u_hi) (1 + s(-u_hi) u_lo + O(u_lo^2)). The
-    # correction is an ULP or two, so s(-u) = 1 - s(u) is plenty accurate
-    # for it, and unlike e r it is never inf * 0. It is applied to the
-    # numerator x scale, not to r: r u_lo would be subnormal (flushed to 0
-    # on CPU) while x s(u) is still normal, for u below about -76.
-    numerator = x * scale
-    # (An infinite x would make inf * 0 here where the correction is 0.)
-    if rising is None:
-        finite = jnp.clip(x, -lim.max, lim.max)
-    elif rising:
-        finite = jnp.minimum(x, lim.max)
-    else:
-        finite = jnp.maximum(x, -lim.max)
-    numerator = numerator + (finite * scale) * ((1 - scale * r) * u_lo)
-    return numerator * r
+    return (x * scale) / (scale + _corrected(e, u_lo))
 
 
-def gate_terms(u_hi: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def gate_terms(
+    u_hi: jax.Array, u_lo: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(scale, r, s_neg) with sigmoid(u) = scale r and sigmoid(-u) = s_neg.
 
-    r = 1 / (scale + e), e = exp(-u) scale, with exp's argument capped so
-    that everything is finite (past the cap the gate is far below the
-    smallest normal). Results of the form (numerator) r with numerator a
-    multiple of scale stay normal where the true result is; see
-    `_shifted_exp`.
+    u = u_hi + u_lo (u_lo None: u_hi is exact). r = 1 / (scale + e),
+    e = exp(-u) scale, with exp's argument capped so that everything is
+    finite (past the cap the gate is far below the smallest normal).
+    Results of the form (numerator) r with numerator a multiple of `scale`
+    stay normal where the true result is; see `_shifted_exp`.
     """
     scale, e, _ = _shifted_exp(u_hi, _limits(u_hi.dtype), capped=True)
-    r = 1 / (scale + e)
-    return scale, r, e * r
+    # The correction is applied to each use of e on its own: a corrected e
+    # used twice makes XLA:CPU write it out as a full-size temporary (a
+    # second kernel) rather than fuse everything into one.
+    r = 1 / (scale + _corrected(e, u_lo))
+    s_neg = e * r
+    return scale, r, s_neg if u_lo is None else s_neg * (1 - u_lo)
 
 
 class GateParts(NamedTuple):
@@ -222,15 +223,11 @@ def _gate_slope_terms(parts: GateParts, curvature: bool):
 
     Both are formed as (numerator) times r = 1 / (scale + e), the order
     that keeps a shifted result normal (see `_shifted_exp`), with n = e r
-    (never 1 - s). The rounding error u_lo of u enters to first order:
-    d ln s / du = n and d ln(s n) / du = n - s.
+    (never 1 - s). The rounding error u_lo of u is folded into e.
     """
-    scale, r, s_neg = gate_terms(parts.u_hi)
+    scale, r, s_neg = gate_terms(parts.u_hi, parts.u_lo)
     x_du = parts.x * parts.du
-    slope = scale * (1 + x_du * s_neg)
-    if parts.u_lo is not None:
-        slope = slope + slope * (s_neg * parts.u_lo)
-    slope = slope * r
+    slope = (scale * (1 + x_du * s_neg)) * r
     if not curvature:
         return slope, None
     # s itself may be subnormal here; it only matters where it is not.
@@ -238,10 +235,7 @@ def _gate_slope_terms(parts: GateParts, curvature: bool):
     bracket = 2 * parts.du + x_du * parts.du * (s_neg - s_pos)
     if parts.d2u is not None:
         bracket = bracket + parts.x * parts.d2u
-    curve = scale * bracket
-    if parts.u_lo is not None:
-        curve = curve + curve * ((s_neg - s_pos) * parts.u_lo)
-    return slope, (curve * r) * s_neg
+    return slope, ((scale * bracket) * r) * s_neg
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
