@@ -407,7 +407,7 @@ def gelu(x: ArrayLike, approximate: bool | str = True) -> jax.Array:
         The left tail, which jax.nn.gelu's tanh form rounds to 0:
 
         >>> jax_act.gelu(jnp.float32(-6.0))
-        Array(-8.439647e-11, dtype=float32)
+        Array(-8.439646e-11, dtype=float32)
 
     References:
         D. Hendrycks and K. Gimpel, "Gaussian Error Linear Units (GELUs)",
