@@ -25,6 +25,7 @@ if str(_ROOT) not in sys.path:
 from bench import __main__ as cli  # noqa: E402
 from bench import (  # noqa: E402
     cases_softmax,
+    cost_ladder,
     registry,
     report,
     softmax_error,
@@ -467,3 +468,24 @@ def test_softmax_error_budget_mirrors_the_library():
     )
     assert 0 < figures["exp_alone_ulp"] <= figures["numerator_ulp"] + 1
     assert figures["softmax_ulp"] <= 6
+
+
+def test_cost_ladder_rungs_trade_time_for_accuracy():
+    rows = cost_ladder.run(
+        families=("softmax", "gelu_sigmoid"),
+        shape=(8, 256),
+        repeats=2,
+        points=8192,
+    )
+    worst = {(r["family"], r["rung"]): r["worst_ulp"] for r in rows}
+    assert len(worst) == len(cost_ladder.LADDERS["softmax"]) + len(
+        cost_ladder.LADDERS["gelu_sigmoid"]
+    )
+    assert all(r["ms"] > 0 and r["ratio"]["median"] > 0 for r in rows)
+    # The last rung is the library, within its documented bounds; the
+    # plain formulas are not (64 ULP from x - max; a flushed left tail).
+    assert worst[("softmax", "jax_act")] <= 6
+    assert worst[("softmax", "plain")] > 20
+    assert worst[("gelu_sigmoid", "jax_act")] <= 4
+    assert worst[("gelu_sigmoid", "plain")] > 1e6
+    assert 4 < worst[("gelu_sigmoid", "tail kept normal")] < 1e3
