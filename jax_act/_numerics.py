@@ -134,10 +134,11 @@ def _corrected(e, u_lo):
     """exp(-(u_hi + u_lo)) scaled, from e = exp(-u_hi) scaled.
 
     exp(-u_lo) = 1 - u_lo + O(u_lo^2), and u_lo is a few ULPs of u_hi
-    (below 1e-4), so the product is exact to float32 rounding. Folding the
-    correction into the exponential corrects sigmoid(u) and sigmoid(-u)
-    alike, for two operations. Written as a product, not e - e u_lo, so
-    that an overflowed e stays inf (never inf - inf).
+    (below 1e-4), so the dropped term is below 1e-8, under float32's
+    rounding. Folding the correction into the exponential corrects
+    sigmoid(u) and sigmoid(-u) alike, for two operations. Written as a
+    product, not e - e u_lo, so that an overflowed e stays inf (never
+    inf - inf).
     """
     return e if u_lo is None else e * (1 - u_lo)
 

@@ -56,6 +56,9 @@ class _Normalizer:
         z: the input, masked entries set to -inf.
         shift: the per-row shift (the row maximum, clamped to be finite).
         keep: per-row 1, 0 for an empty row, NaN for a NaN row.
+        precise: whether softmax() carries the rounding of z - shift into
+            exp (TwoSum); False for half-precision inputs, which cannot
+            see it.
     """
 
     def __init__(
@@ -336,8 +339,8 @@ def softmax(
         into the exponential, which is where `jax.nn.softmax` loses up to
         64 ULP. bfloat16 and float16 are computed in float32 and rounded
         once (without the TwoSum, whose correction is far below their
-        precision). Masked entries are 0. A row with no unmasked entry, or only
-        -inf entries, is all zeros with zero gradient. A row holding +inf
+        precision). Masked entries are 0. A row with no unmasked entry, or
+        only -inf entries, is all zeros with zero gradient. A row holding +inf
         shares its mass equally among its +inf entries (the limit as they
         grow), with finite gradients. A NaN makes its row NaN. The
         derivative is a hand-written rule, y * (dz - <y, dz>), with
