@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jax_act
-from bench import timing
+from bench import timing, ulp
 from jax_act import _gelu, _softmax
 from jax_act._numerics import x_logistic
 
@@ -122,13 +122,10 @@ LADDERS = {
 
 
 def _worst_ulp(got, want) -> float:
-    """Worst error in float32 ULPs, over normal reference values."""
-    want = np.asarray(want, np.float64)
-    got = np.asarray(got, np.float64)
-    normal = np.isfinite(want) & (np.abs(want) >= np.finfo(np.float32).tiny)
-    spacing = np.spacing(np.abs(want[normal]).astype(np.float32))
-    error = np.abs(got[normal] - want[normal])
-    return float(np.max(error / spacing.astype(np.float64)))
+    """Worst error in ULPs of got's dtype, over normal reference values."""
+    got = np.asarray(got)
+    normal = ulp.normal_mask(want, got.dtype)
+    return float(np.max(ulp.ulp_distance(got, want)[normal]))
 
 
 def _gate_reference(u_of):
