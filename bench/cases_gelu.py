@@ -216,11 +216,13 @@ def _log_spaced(dtype, count):
 
 
 # Where the result stops being a normal float32 on the left, per form.
-_LEFT = {"none": -13.5, "tanh": -10.5, "sigmoid": -54.0, "silu": -92.0}
+# The left end of each form's float32 sweep: where its result stops being
+# a normal number.
+LEFT_END = {"none": -13.5, "tanh": -10.5, "sigmoid": -54.0, "silu": -92.0}
 
 
 def _value_inputs(form, dtype, quick):
-    left = _LEFT[form]
+    left = LEFT_END[form]
     if quick:
         sweep = _rounded(np.linspace(left, 10.0, 2001), dtype)
         mix = [sweep, _log_spaced(dtype, 101)]

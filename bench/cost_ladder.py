@@ -20,6 +20,7 @@ that the rungs differ in.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from collections.abc import Callable
 from typing import NamedTuple
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jax_act
-from bench import timing, ulp
+from bench import cases_gelu, cases_softmax, timing, ulp
 from jax_act import _gelu, _softmax
 from jax_act._numerics import x_logistic
 
@@ -42,8 +43,6 @@ class Rung(NamedTuple):
 
 # --- The ladders ---
 
-_A = np.float32(2.0 * np.sqrt(2.0 / np.pi))
-_B = np.float32(2.0 * np.sqrt(2.0 / np.pi) * 0.044715)
 _BETA = np.float32(_gelu.SIGMOID_BETA)
 
 
@@ -59,12 +58,13 @@ def _softmax_without_twosum(x):
 
 
 def _tanh_argument(x):
-    x = jnp.clip(x, -16.0, 16.0)
-    return x, x * (_A + _B * (x * x))
+    # 2z = A x + B x^3 rounded once, x clamped where the gate is 0 or 1:
+    # the half-precision path of jax_act's tanh form.
+    return _gelu._tanh_parts_plain(x).u_hi
 
 
 def _tanh_tail_kept(x):
-    return x_logistic(x, _tanh_argument(x)[1])
+    return x_logistic(x, _tanh_argument(x))
 
 
 LADDERS = {
@@ -104,7 +104,7 @@ LADDERS = {
         Rung("jax.nn", jax.nn.gelu, "baseline: 0.5 x (1 + tanh z)"),
         Rung(
             "plain",
-            lambda x: x / (1 + jnp.exp(-_tanh_argument(x)[1])),
+            lambda x: x / (1 + jnp.exp(-_tanh_argument(x))),
             "x sigmoid(2z), 2z rounded",
         ),
         Rung("tail kept normal", _tanh_tail_kept, "shifted exp"),
@@ -121,43 +121,23 @@ LADDERS = {
 # --- Accuracy of each rung ---
 
 
-def _worst_ulp(got, want) -> float:
-    """Worst error in ULPs of got's dtype, over normal reference values."""
-    got = np.asarray(got)
-    normal = ulp.normal_mask(want, got.dtype)
-    return float(np.max(ulp.ulp_distance(got, want)[normal]))
-
-
-def _gate_reference(u_of):
-    def reference(x):
-        x = np.asarray(x, np.float64)
-        with np.errstate(over="ignore"):
-            return x / (1 + np.exp(-u_of(x)))
-
-    return reference
-
-
-def _softmax_reference(x):
-    x = np.asarray(x, np.float64)
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+# The accuracy harness's float64 references and sweeps.
+_FORMS = {"gelu_sigmoid": "sigmoid", "gelu_tanh": "tanh", "silu": "silu"}
 
 
 def _accuracy_inputs(family: str, points: int) -> tuple[np.ndarray, Callable]:
-    """The inputs and float64 reference the accuracy harness uses."""
+    """Inputs and float64 reference, as the accuracy harness has them."""
     if family == "softmax":
         rows = max(points // 4096, 1)
         rng = np.random.default_rng(0)
         x = 10.0 * rng.standard_normal((rows, 4096))
-        return x.astype(np.float32), _softmax_reference
-    lows = {"gelu_sigmoid": -54.0, "gelu_tanh": -10.5, "silu": -92.0}
-    x = np.linspace(lows[family], 10.0, points, dtype=np.float32)
-    betas = {"gelu_sigmoid": _gelu.SIGMOID_BETA, "silu": 1.0}
-    if family == "gelu_tanh":
-        a = 2.0 * np.sqrt(2.0 / np.pi)
-        return x, _gate_reference(lambda t: a * t + a * 0.044715 * t**3)
-    beta = betas[family]
-    return x, _gate_reference(lambda t: beta * t)
+        reference = functools.partial(
+            cases_softmax.softmax_reference, method="float64"
+        )
+        return x.astype(np.float32), reference
+    form = _FORMS[family]
+    x = np.linspace(cases_gelu.LEFT_END[form], 10.0, points, dtype=np.float32)
+    return x, functools.partial(cases_gelu.gelu_reference, form)
 
 
 # --- Running ---
@@ -189,7 +169,7 @@ def run(
                     "note": rung.note,
                     "ms": times[rung.name]["median"],
                     "ratio": ratio,
-                    "worst_ulp": _worst_ulp(got, want),
+                    "worst_ulp": ulp.worst_ulp(got, want),
                 }
             )
     return rows

@@ -22,18 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jax_act
+from bench import ulp
 from jax_act._numerics import two_diff
 
 EPS = float(np.finfo(np.float32).eps)
-
-
-def _ulps(got, want):
-    """Error in ULPs of the float32 reference, over normal references."""
-    want = np.asarray(want, np.float64)
-    normal = np.abs(want) >= np.finfo(np.float32).tiny
-    spacing = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
-    error = np.abs(np.asarray(got, np.float64) - want)
-    return float(np.max(error[normal] / spacing[normal]))
 
 
 @jax.jit
@@ -56,17 +48,17 @@ def run(rows=64, width=4096, scale=10.0, seed=0):
     exact_total = exact.sum(axis=-1, keepdims=True)
     summed = numerator.astype(np.float64).sum(axis=-1, keepdims=True)
     return {
-        "numerator_ulp": _ulps(numerator, exact),
-        "exp_alone_ulp": _ulps(exp_d, np.exp(d.astype(np.float64))),
+        "numerator_ulp": ulp.worst_ulp(numerator, exact),
+        "exp_alone_ulp": ulp.worst_ulp(exp_d, np.exp(d.astype(np.float64))),
         "sum_ulp": float(np.max(np.abs(total - exact_total) / exact_total))
         / EPS,
         "summation_alone_ulp": float(
             np.max(np.abs(total - summed) / exact_total)
         )
         / EPS,
-        "softmax_ulp": _ulps(probs, exact / exact_total),
+        "softmax_ulp": ulp.worst_ulp(probs, exact / exact_total),
         # The library itself, to confirm the steps above are its own.
-        "jax_act_softmax_ulp": _ulps(
+        "jax_act_softmax_ulp": ulp.worst_ulp(
             jax.jit(jax_act.softmax)(x), exact / exact_total
         ),
     }

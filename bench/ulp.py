@@ -43,3 +43,10 @@ def normal_mask(expected, dtype):
     e = np.abs(np.asarray(expected, dtype=np.float64))
     info = np.finfo(dtype)
     return (e >= float(info.tiny)) & (e <= float(info.max))
+
+
+def worst_ulp(actual, expected) -> float:
+    """The largest ulp_distance over the points with a normal reference."""
+    actual = np.asarray(actual)
+    normal = normal_mask(expected, actual.dtype)
+    return float(np.max(ulp_distance(actual, expected)[normal]))
