@@ -46,15 +46,34 @@ def _default_rows(num_rows, num_classes):
     return max(min(rows, num_rows), 1)
 
 
-def _block(h, w, b, labels, hyper, scale):
-    """Loss sum and gradients of one block of rows, gradient scaled."""
-    smoothing, ignore, z_loss, cap, dtype, axis_name = hyper
-    loss_hyper = (smoothing, ignore, z_loss, cap, axis_name)
+def _block_logits(h, w, b, dtype):
     logits = jax.lax.dot_general(
         h, w, (((1,), (0,)), ((), ())), preferred_element_type=dtype
     )
     if b is not None:
         logits = logits + b.astype(dtype)[None, :]
+    return logits
+
+
+def _loss_hyper(hyper):
+    smoothing, ignore, z_loss, cap, _, axis_name = hyper
+    return (smoothing, ignore, z_loss, cap, axis_name)
+
+
+def _block_loss(h, w, b, labels, hyper):
+    """Loss sum of one block of rows: one matrix product, no gradient."""
+    logits = _block_logits(h, w, b, hyper[4])
+    core = _losses.integer_core(
+        logits, labels, None, _loss_hyper(hyper), in_place=False
+    )
+    return jnp.sum(core["loss"])
+
+
+def _block(h, w, b, labels, hyper, scale):
+    """Loss sum and gradients of one block of rows, gradient scaled."""
+    dtype = hyper[4]
+    loss_hyper = _loss_hyper(hyper)
+    logits = _block_logits(h, w, b, dtype)
 
     # The materialised loss's own machinery, on this block: the dense part
     # of the gradient, with the label's weight added at its column.
@@ -147,10 +166,30 @@ def reduced(h, w, b, labels, hyper, rows, reduction):
     return loss.astype(out_dtype)
 
 
+def _loss_only(h, w, b, labels, hyper, rows, scale):
+    """The reduced loss alone, block by block (not differentiated)."""
+    num_rows, width = h.shape
+    full = num_rows // rows
+    blocks = (
+        h[: full * rows].reshape(full, rows, width),
+        labels[: full * rows].reshape(full, rows),
+    )
+    losses = jax.lax.map(
+        lambda block: _block_loss(block[0], w, b, block[1], hyper), blocks
+    )
+    loss = jnp.sum(losses)
+    if num_rows > full * rows:
+        rest = slice(full * rows, None)
+        loss = loss + _block_loss(h[rest], w, b, labels[rest], hyper)
+    return loss * scale
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
 def _reduced(h, w, b, labels, hyper, rows, scale, dtypes):
+    # Called without differentiation (evaluation): one matrix product per
+    # block. Under grad, _reduced_fwd forms the gradients as it goes.
     del dtypes
-    return _forward(h, w, b, labels, hyper, rows, scale)[0]
+    return _loss_only(h, w, b, labels, hyper, rows, scale)
 
 
 def _reduced_fwd(h, w, b, labels, hyper, rows, scale, dtypes):
