@@ -29,6 +29,10 @@ _CHUNK_ELEMENTS = 2**23
 _MIN_CHUNK = 128
 _MAX_CHUNK = 8192
 
+# reduction=: per-example losses (the V-chunked path) or a mean or sum
+# (the row-blocked path of _fused_reduced).
+_REDUCTIONS = ("none", "mean", "sum")
+
 
 def _default_chunk_size(num_rows, num_classes):
     """A power of two near _CHUNK_ELEMENTS / N, in [128, 8192], <= V."""
@@ -504,6 +508,3 @@ def linear_softmax_cross_entropy(
     chunk = min(chunk, num_classes)
     loss = _fused(h, weight, bias, flat_labels, hyper, chunk)
     return loss.astype(out_dtype).reshape(batch_shape)
-
-
-_REDUCTIONS = ("none", "mean", "sum")
