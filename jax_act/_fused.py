@@ -42,16 +42,6 @@ def _default_chunk_size(num_rows, num_classes):
     return min(size, num_classes)
 
 
-def _chunk_logits(h, w_chunk, b_chunk, dtype):
-    """Returns h @ w_chunk (+ b_chunk), accumulated in `dtype`."""
-    logits = jax.lax.dot_general(
-        h, w_chunk, (((1,), (0,)), ((), ())), preferred_element_type=dtype
-    )
-    if b_chunk is not None:
-        logits = logits + b_chunk.astype(dtype)[None, :]
-    return logits
-
-
 def _transform(logits, cap):
     """Soft cap, and +inf lowered to the largest number (see _losses)."""
     z = _losses.softcap(logits, cap)
@@ -89,7 +79,7 @@ def _slice(array, start, size, axis):
 def _forward_chunk(state, h, w_chunk, b_chunk, labels, offset, hyper):
     smoothing, _, _, cap, dtype, _ = hyper
     shift, rest, z_label, below = state
-    z = _transform(_chunk_logits(h, w_chunk, b_chunk, dtype), cap)
+    z = _transform(_losses.linear_logits(h, w_chunk, b_chunk, dtype), cap)
     width = z.shape[1]
     is_label = _label_columns(labels, offset, width)
 
@@ -239,7 +229,7 @@ def _backward(h, w, b, labels, hyper, chunk, rows, loss_bar):
         dh, dw, db = carry
         w_chunk = _slice(w, offset, width, 1)
         b_chunk = _slice(b, offset, width, 0)
-        logits = _chunk_logits(h, w_chunk, b_chunk, dtype)
+        logits = _losses.linear_logits(h, w_chunk, b_chunk, dtype)
         z = _transform(logits, cap)
         exps = jnp.exp(z - shift[:, None])
         is_label = _label_columns(local_labels, offset, width)

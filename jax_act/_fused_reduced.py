@@ -46,15 +46,6 @@ def _default_rows(num_rows, num_classes):
     return max(min(rows, num_rows), 1)
 
 
-def _block_logits(h, w, b, dtype):
-    logits = jax.lax.dot_general(
-        h, w, (((1,), (0,)), ((), ())), preferred_element_type=dtype
-    )
-    if b is not None:
-        logits = logits + b.astype(dtype)[None, :]
-    return logits
-
-
 def _loss_hyper(hyper):
     smoothing, ignore, z_loss, cap, _, axis_name = hyper
     return (smoothing, ignore, z_loss, cap, axis_name)
@@ -62,7 +53,7 @@ def _loss_hyper(hyper):
 
 def _block_loss(h, w, b, labels, hyper):
     """Loss sum of one block of rows: one matrix product, no gradient."""
-    logits = _block_logits(h, w, b, hyper[4])
+    logits = _losses.linear_logits(h, w, b, hyper[4])
     core = _losses.integer_core(
         logits, labels, None, _loss_hyper(hyper), in_place=False
     )
@@ -73,7 +64,7 @@ def _block(h, w, b, labels, hyper, scale):
     """Loss sum and gradients of one block of rows, gradient scaled."""
     dtype = hyper[4]
     loss_hyper = _loss_hyper(hyper)
-    logits = _block_logits(h, w, b, dtype)
+    logits = _losses.linear_logits(h, w, b, dtype)
 
     # The materialised loss's own machinery, on this block: the dense part
     # of the gradient, with the label's weight added at its column.

@@ -359,6 +359,20 @@ def _transform(x, mask, cap):
     return z
 
 
+def linear_logits(h, w, b, dtype):
+    """Returns h [N, D] @ w [D, C] (+ b [C]), accumulated in `dtype`.
+
+    The logits of the fused output-layer losses, for one chunk of classes
+    or one block of examples.
+    """
+    logits = jax.lax.dot_general(
+        h, w, (((1,), (0,)), ((), ())), preferred_element_type=dtype
+    )
+    if b is not None:
+        logits = logits + b.astype(dtype)[None, :]
+    return logits
+
+
 def scatter_at(values, index, new, add=False):
     """values[..., index] = new (or += new with `add`), one entry per row.
 
